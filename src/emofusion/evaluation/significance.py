@@ -1,0 +1,225 @@
+"""Paired significance tests between two systems evaluated on the same utterances.
+
+Two complementary tests, always run on the SAME utterances (an inner join on
+``utterance_id`` of the two systems' predictions, checked to cover identical sets):
+
+* ``mcnemar``: exact (binomial) McNemar test on paired per-utterance correctness. It tests
+  accuracy (= F1-micro = WA) and treats utterances as independent.
+* ``speaker_bootstrap_ua_diff``: bootstrap of the UA difference that resamples SPEAKERS with
+  replacement, because utterances of one speaker are not independent; in a speaker-independent
+  evaluation the speaker is the unit of independence.
+
+Input frames have the predictions-table columns ``utterance_id, speaker, true, predicted``
+(label names); see docs/ARCHITECTURE.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+PAIR_COLUMNS = ("utterance_id", "speaker", "true", "predicted")
+
+
+def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, Any]:
+    """Exact two-sided McNemar test on paired correctness.
+
+    Args:
+        correct_a: shape (n,), whether system A got utterance i right.
+        correct_b: shape (n,), the same for system B on the same utterances in the same order.
+
+    Returns:
+        ``{"n", "b", "c", "p_value"}`` where ``b`` counts utterances only A got right and ``c``
+        those only B got right; ``p_value`` is the two-sided binomial p of b out of b + c at
+        0.5 (1.0 when b + c = 0).
+    """
+    a = np.asarray(correct_a, dtype=bool)
+    b_arr = np.asarray(correct_b, dtype=bool)
+    if a.shape != b_arr.shape or a.ndim != 1:
+        raise ValueError(f"correctness vectors must have equal 1-D shapes, got {a.shape}, "
+                         f"{b_arr.shape}")
+    b = int(np.sum(a & ~b_arr))
+    c = int(np.sum(~a & b_arr))
+    p_value = 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
+    return {"n": int(a.size), "b": b, "c": c, "p_value": p_value}
+
+
+def paired_predictions(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> pd.DataFrame:
+    """Inner-join two systems' predictions on ``utterance_id`` after checking coverage.
+
+    Args:
+        pred_a, pred_b: predictions rows of one system each (columns ``PAIR_COLUMNS``).
+
+    Returns:
+        DataFrame with ``utterance_id, speaker, true, predicted_a, predicted_b``, sorted by
+        ``utterance_id``.
+
+    Raises:
+        ValueError: if a system repeats an utterance, the two systems do not cover exactly the
+            same utterances, or they disagree on an utterance's speaker or true label.
+    """
+    for name, frame in (("A", pred_a), ("B", pred_b)):
+        if frame["utterance_id"].duplicated().any():
+            raise ValueError(f"system {name} has several predictions for one utterance_id")
+    ids_a, ids_b = set(pred_a["utterance_id"]), set(pred_b["utterance_id"])
+    if ids_a != ids_b:
+        raise ValueError(
+            "paired tests need both systems on the same utterances: "
+            f"{len(ids_a - ids_b)} only in A, {len(ids_b - ids_a)} only in B"
+        )
+    left = pred_a[list(PAIR_COLUMNS)]
+    right = pred_b[list(PAIR_COLUMNS)]
+    merged = left.merge(right, on="utterance_id", suffixes=("_a", "_b"), validate="one_to_one")
+    for column in ("speaker", "true"):
+        if (merged[f"{column}_a"].astype(str) != merged[f"{column}_b"].astype(str)).any():
+            raise ValueError(f"the two systems disagree on '{column}' for some utterances")
+    merged = merged.rename(columns={"speaker_a": "speaker", "true_a": "true"})
+    columns = ["utterance_id", "speaker", "true", "predicted_a", "predicted_b"]
+    return merged[columns].sort_values("utterance_id").reset_index(drop=True)
+
+
+def _speaker_counts(paired: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-speaker confusion-matrix diagonals and row sums.
+
+    Returns:
+        ``support`` (S, K): utterances of class k by speaker s; ``hits_a`` and ``hits_b``
+        (S, K): of those, how many system A / B classified correctly. These are the row sums
+        and diagonals of each speaker's confusion matrix, all UA needs.
+    """
+    speakers, s_idx = np.unique(paired["speaker"].astype(str), return_inverse=True)
+    classes, k_idx = np.unique(paired["true"].astype(str), return_inverse=True)
+    shape = (len(speakers), len(classes))
+    support = np.zeros(shape)
+    np.add.at(support, (s_idx, k_idx), 1.0)
+    hits = []
+    for column in ("predicted_a", "predicted_b"):
+        correct = (paired[column].astype(str) == paired["true"].astype(str)).to_numpy(float)
+        counts = np.zeros(shape)
+        np.add.at(counts, (s_idx, k_idx), correct)
+        hits.append(counts)
+    return support, hits[0], hits[1]
+
+
+def _ua(support: np.ndarray, hits: np.ndarray) -> np.ndarray:
+    """UA per row of (B, K) class supports and hits; classes with no support are skipped."""
+    present = support > 0
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=present)
+    return recall.sum(axis=-1) / present.sum(axis=-1)
+
+
+def _bootstrap_from_paired(paired: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+    """Speaker bootstrap of UA(A) - UA(B) on already paired predictions."""
+    support, hits_a, hits_b = _speaker_counts(paired)
+    n_speakers = support.shape[0]
+    rng = np.random.default_rng(seed)
+    # resampling S speakers with replacement = multinomial counts of how often each is drawn
+    weights = rng.multinomial(n_speakers, np.full(n_speakers, 1.0 / n_speakers), size=n_boot)
+    boot_support = weights @ support
+    diffs = _ua(boot_support, weights @ hits_a) - _ua(boot_support, weights @ hits_b)
+    total = support.sum(axis=0)
+    ua_a, ua_b = float(_ua(total, hits_a.sum(axis=0))), float(_ua(total, hits_b.sum(axis=0)))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "n_speakers": int(n_speakers),
+        "ua_a": ua_a,
+        "ua_b": ua_b,
+        "diff": ua_a - ua_b,
+        "diff_mean": float(diffs.mean()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "share_diff_le_0": float(np.mean(diffs <= 0)),
+    }
+
+
+def speaker_bootstrap_ua_diff(
+    pred_a: pd.DataFrame, pred_b: pd.DataFrame, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Bootstrap the UA difference A - B by resampling speakers with replacement.
+
+    Each resample draws as many speakers as there are, with replacement, and recomputes both
+    systems' UA on all utterances of the drawn speakers (a speaker drawn twice counts twice).
+    Per-speaker counts are precomputed, so each resample is one matrix product.
+
+    Args:
+        pred_a, pred_b: predictions rows of one system each, columns ``utterance_id, speaker,
+            true, predicted``; both must cover the same utterances (checked).
+        n_boot: number of resamples.
+        seed: seed of the numpy random generator.
+
+    Returns:
+        ``{"n_boot", "seed", "n_speakers", "ua_a", "ua_b", "diff"`` (observed UA difference),
+        ``"diff_mean"`` (mean over resamples), ``"ci_low", "ci_high"`` (95 % percentile
+        interval) and ``"share_diff_le_0"`` (share of resamples where A is not better)}.
+    """
+    return _bootstrap_from_paired(paired_predictions(pred_a, pred_b), n_boot, seed)
+
+
+def compare_pair(
+    predictions: pd.DataFrame, system_a: str, system_b: str, n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """McNemar test and speaker bootstrap for one pair of systems on the same utterances.
+
+    Args:
+        predictions: the predictions table (``system`` column plus ``PAIR_COLUMNS``).
+        system_a, system_b: the systems to compare; differences are A - B.
+        n_boot, seed: passed to the bootstrap.
+
+    Returns:
+        ``{"system_a", "system_b", "n_utterances", "n_speakers", "accuracy_a",
+        "accuracy_b", "ua_a", "ua_b", "ua_diff", "mcnemar": {...}, "bootstrap": {...}}``.
+    """
+    frames = []
+    for system in (system_a, system_b):
+        frame = predictions[predictions["system"] == system]
+        if frame.empty:
+            raise ValueError(f"no predictions for system '{system}'")
+        frames.append(frame)
+    paired = paired_predictions(*frames)
+    true = paired["true"].astype(str)
+    correct_a = (paired["predicted_a"].astype(str) == true).to_numpy()
+    correct_b = (paired["predicted_b"].astype(str) == true).to_numpy()
+    boot = _bootstrap_from_paired(paired, n_boot, seed)
+    return {
+        "system_a": system_a,
+        "system_b": system_b,
+        "n_utterances": int(len(paired)),
+        "n_speakers": boot["n_speakers"],
+        "accuracy_a": float(correct_a.mean()),
+        "accuracy_b": float(correct_b.mean()),
+        "ua_a": boot["ua_a"],
+        "ua_b": boot["ua_b"],
+        "ua_diff": boot["diff"],
+        "mcnemar": mcnemar(correct_a, correct_b),
+        "bootstrap": boot,
+    }
+
+
+def compare_systems(
+    predictions: pd.DataFrame,
+    label_names: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Run ``compare_pair`` for every pair; both tests of a pair use the same utterances.
+
+    Args:
+        predictions: the predictions table.
+        label_names: the ordered class names; true/predicted labels must be among them.
+        pairs: ``(system_a, system_b)`` tuples; differences are A - B.
+        n_boot, seed: passed to the bootstrap (the same seed for each pair).
+
+    Returns:
+        one ``compare_pair`` dict per pair, in order.
+    """
+    known = set(label_names)
+    unknown = set(predictions["true"].astype(str)) - known
+    if unknown:
+        raise ValueError(f"true labels {sorted(unknown)} are not in label_names")
+    return [compare_pair(predictions, a, b, n_boot=n_boot, seed=seed) for a, b in pairs]

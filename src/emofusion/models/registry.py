@@ -1,0 +1,77 @@
+"""Named models: what `--model NAME` and `emofusion models` know about.
+
+A `ModelSpec` builds a fresh, unfitted scikit-learn estimator and says which hyper-parameter grid
+the nested search explores and what input the estimator consumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+InputKind = Literal["pooled", "sequence"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one named model.
+
+    Attributes:
+        name: the name used on the command line and in configs.
+        description: one line shown by `emofusion models`.
+        build: ``build(seed, class_weight)`` returns an unfitted estimator; ``class_weight`` is
+            ``"balanced"`` or ``None`` and is ignored by models that cannot weight classes.
+        grid: default hyper-parameter grid, keys are the estimator's own parameter names.
+        input: ``"pooled"`` for (n, d) float matrices, ``"sequence"`` for the (n, n_modalities)
+            object array of frame sequences described in docs/ARCHITECTURE.md.
+        multimodal: True when one estimator consumes all modalities at once (model-level fusion).
+        supports_class_weight: whether ``class_weight`` changes the estimator.
+    """
+
+    name: str
+    description: str
+    build: Callable[[int, str | None], Any]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    input: InputKind = "pooled"
+    multimodal: bool = False
+    supports_class_weight: bool = True
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the registry (names are unique)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model '{spec.name}' is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _load_builtin_models() -> None:
+    from emofusion.models import classical  # noqa: F401  (registers on import)
+
+    try:
+        from emofusion.models import deep  # noqa: F401
+    except ImportError:  # torch missing: deep models are simply not listed
+        pass
+
+
+def available_models() -> dict[str, ModelSpec]:
+    """All registered models by name."""
+    if not _REGISTRY:
+        _load_builtin_models()
+    return dict(_REGISTRY)
+
+
+def get_model(name: str) -> ModelSpec:
+    """Look a model up by name, with a clear error listing the known names."""
+    from emofusion.errors import ConfigError
+
+    models = available_models()
+    if name not in models:
+        known = ", ".join(sorted(models))
+        hint = " (deep models need: pip install 'emofusion[deep]')" if "gru" not in models else ""
+        raise ConfigError(f"unknown model '{name}'. Known models: {known}{hint}")
+    return models[name]
