@@ -51,7 +51,6 @@ class RunConfig(BaseModel):
     use_cache: bool = True
     seed: int = 0
     n_bootstrap: int = Field(1000, ge=100)
-    plots: bool = True
 
     @field_validator("systems")
     @classmethod

@@ -6,6 +6,7 @@ the nested search explores and what input the estimator consumes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,10 +53,8 @@ def register(spec: ModelSpec) -> ModelSpec:
 def _load_builtin_models() -> None:
     from emofusion.models import classical  # noqa: F401  (registers on import)
 
-    try:
+    with contextlib.suppress(ImportError):  # without torch the deep models are not listed
         from emofusion.models import deep  # noqa: F401
-    except ImportError:  # torch missing: deep models are simply not listed
-        pass
 
 
 def available_models() -> dict[str, ModelSpec]:

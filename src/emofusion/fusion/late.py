@@ -1,0 +1,79 @@
+"""Late fusion: each modality's classifier votes, or their probabilities are averaged.
+
+Majority vote tie rule: the class with the most votes wins; among tied classes the one with the
+highest mean probability wins. The vote system's scores are
+``(votes + 0.5 * mean_probability) / (n_models + 0.5)``, which sum to one and whose arg-max is
+exactly that rule, so ROC/PR curves can be drawn for it too.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+Rule = Literal["vote", "mean"]
+
+
+def combine_probabilities(probabilities: list[np.ndarray], rule: Rule) -> np.ndarray:
+    """Fuse per-model class probabilities.
+
+    Args:
+        probabilities: one (n, n_classes) array per model, columns in the same class order.
+        rule: ``"mean"`` averages; ``"vote"`` counts arg-max votes (tie rule above).
+
+    Returns:
+        (n, n_classes) fused scores that sum to one per row.
+    """
+    stacked = np.stack(probabilities)  # (n_models, n, n_classes)
+    mean = stacked.mean(axis=0)
+    if rule == "mean":
+        return mean
+    votes = np.zeros_like(mean)
+    rows = np.arange(mean.shape[0])
+    for model_probabilities in stacked:
+        votes[rows, model_probabilities.argmax(axis=1)] += 1
+    return (votes + 0.5 * mean) / (len(stacked) + 0.5)
+
+
+def select_columns(X: np.ndarray, columns: tuple[int, int]) -> np.ndarray:
+    """The block ``X[:, start:stop]`` of one modality."""
+    return X[:, columns[0]:columns[1]]
+
+
+class LateFusionClassifier(ClassifierMixin, BaseEstimator):
+    """One classifier per modality block of X, fused by vote or mean probability.
+
+    Args:
+        estimators: list of (name, unfitted estimator), one per modality.
+        columns: list of (start, stop) column ranges of each modality in X.
+        rule: ``"vote"`` or ``"mean"``.
+    """
+
+    def __init__(self, estimators, columns, rule: Rule = "mean"):
+        self.estimators = estimators
+        self.columns = columns
+        self.rule = rule
+
+    def fit(self, X, y, groups=None):
+        """Fit each modality's estimator on its block of X (n, d_total)."""
+        self.classes_ = np.unique(y)
+        self.estimators_ = [clone(est).fit(select_columns(X, cols), y)
+                            for (_, est), cols in zip(self.estimators, self.columns, strict=True)]
+        return self
+
+    def modality_probabilities(self, X) -> list[np.ndarray]:
+        """Each modality model's (n, n_classes) probabilities."""
+        check_is_fitted(self)
+        return [est.predict_proba(select_columns(X, cols))
+                for est, cols in zip(self.estimators_, self.columns, strict=True)]
+
+    def predict_proba(self, X):
+        """Fused (n, n_classes) scores."""
+        return combine_probabilities(self.modality_probabilities(X), self.rule)
+
+    def predict(self, X):
+        """Fused class per row, shape (n,)."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

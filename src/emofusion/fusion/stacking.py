@@ -1,0 +1,78 @@
+"""Stacking: a meta-learner trained on out-of-fold probabilities of the training speakers.
+
+The base models' out-of-fold probabilities come from speaker-grouped folds of the training data,
+so the meta-learner never sees a probability that a model produced for an utterance it was
+trained on, and never sees the test speakers at all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, StratifiedKFold
+from sklearn.utils.validation import check_is_fitted
+
+from emofusion.fusion.late import LateFusionClassifier, select_columns
+
+
+def make_meta_learner(seed: int = 0) -> LogisticRegression:
+    """The default meta-learner: multinomial logistic regression on the stacked probabilities."""
+    return LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+
+
+def inner_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: int = 0):
+    """Speaker-grouped folds when groups are given, else stratified folds."""
+    if groups is not None and len(set(groups)) >= 2:
+        return list(GroupKFold(n_splits=min(n_folds, len(set(groups)))).split(y, y, groups))
+    return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(y, y))
+
+
+def out_of_fold_probabilities(estimator, X, y: np.ndarray, folds, n_classes: int) -> np.ndarray:
+    """(n, n_classes) probabilities of `estimator` for each row from a model not trained on it.
+
+    `y` holds class codes 0..n_classes-1; a class missing from an inner training fold gets
+    probability 0.
+    """
+    out = np.zeros((len(y), n_classes))
+    for train, held_out in folds:
+        model = clone(estimator).fit(X[train], y[train])
+        out[np.ix_(held_out, model.classes_)] = model.predict_proba(X[held_out])
+    return out
+
+
+class StackingFusionClassifier(ClassifierMixin, BaseEstimator):
+    """Per-modality classifiers whose out-of-fold probabilities feed a meta-learner.
+
+    Args:
+        estimators: list of (name, unfitted estimator), one per modality.
+        columns: list of (start, stop) column ranges of each modality in X.
+        n_folds: speaker-grouped folds used for the out-of-fold probabilities.
+        random_state: seed of the meta-learner and of the fallback stratified folds.
+    """
+
+    def __init__(self, estimators, columns, n_folds: int = 3, random_state: int = 0):
+        self.estimators = estimators
+        self.columns = columns
+        self.n_folds = n_folds
+        self.random_state = random_state
+
+    def fit(self, X, y, groups=None):
+        """Fit on X (n, d_total), y (n,); `groups` (speakers) make the inner folds speaker-free."""
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        folds = inner_folds(codes, groups, self.n_folds, self.random_state)
+        stacked = np.hstack([
+            out_of_fold_probabilities(est, select_columns(X, cols), codes, folds, len(self.classes_))
+            for (_, est), cols in zip(self.estimators, self.columns, strict=True)])
+        self.meta_ = make_meta_learner(self.random_state).fit(stacked, codes)
+        self.base_ = LateFusionClassifier(self.estimators, self.columns).fit(X, codes)
+        return self
+
+    def predict_proba(self, X):
+        """(n, n_classes) probabilities of the meta-learner."""
+        check_is_fitted(self)
+        return self.meta_.predict_proba(np.hstack(self.base_.modality_probabilities(X)))
+
+    def predict(self, X):
+        """Class per row, shape (n,)."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

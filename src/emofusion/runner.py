@@ -1,0 +1,231 @@
+"""`emofusion.run(config)`: the whole experiment from a `RunConfig` to a run folder."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed, parallel_config
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from emofusion.config import RunConfig
+from emofusion.data.manifest import Manifest, load_manifest
+from emofusion.errors import DataProblemError, Problem
+from emofusion.evaluation.audit import build_audit
+from emofusion.evaluation.experiment import (
+    FoldOutput,
+    make_setup,
+    predictions_table,
+    run_fold,
+    system_kinds,
+)
+from emofusion.evaluation.splits import (
+    RANDOM_SPLIT_WARNING,
+    fold_problems,
+    make_outer_folds,
+    split_problems,
+)
+from emofusion.features.cache import PooledCache, default_cache_dir
+from emofusion.features.loading import load_modality
+from emofusion.features.normalization import speaker_normalise
+from emofusion.features.sequences import as_object_array, frame_level_concatenation
+from emofusion.models.registry import ModelSpec, get_model
+
+SKIP_HINT = ("Fix these files, or rerun with --on-bad-file skip to leave these utterances out "
+             "(each is then listed with its reason in the report and metrics.json).")
+
+
+@dataclass
+class PreparedData:
+    """Checked inputs of a run.
+
+    Attributes:
+        manifest: the utterance table without dropped utterances.
+        features: per modality, a float (n, d) pooled matrix or a list of (T, d) frames.
+        dropped: one `Problem` per dropped utterance (``--on-bad-file skip``).
+    """
+
+    manifest: Manifest
+    features: dict[str, Any]
+    dropped: list[Problem]
+
+
+@dataclass
+class RunResult:
+    """What `run` returns; everything is also written to `run_dir`."""
+
+    config: RunConfig
+    run_dir: Path
+    predictions: pd.DataFrame
+    metrics: dict[str, Any]
+    audit: dict[str, Any]
+    dropped: list[Problem]
+    folds: list[FoldOutput]
+
+    def summary(self) -> pd.DataFrame:
+        """One row per system: mean ± std over folds and pooled headline metrics."""
+        from emofusion.evaluation.metrics import summary_table
+
+        return summary_table(self.metrics)
+
+
+def _load_features(manifest: Manifest, config: RunConfig, spec: ModelSpec,
+                   jobs: int) -> tuple[dict[str, Any], list[Problem]]:
+    features: dict[str, Any] = {}
+    problems: list[Problem] = []
+    cache = PooledCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
+    for modality in manifest.modalities:
+        if spec.input == "sequence":
+            data = load_modality(manifest, modality, [], jobs=jobs, keep_sequences=True)
+            features[modality] = data.sequences
+        else:
+            pooling = config.pooling_for(modality)
+            data = cache.load(manifest, modality, [pooling], jobs=jobs)
+            features[modality] = data.pooled[pooling]
+        problems += data.problems
+    return features, problems
+
+
+def _drop(features: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
+    rows = np.flatnonzero(keep)
+    return {m: (f[keep] if isinstance(f, np.ndarray) else [f[i] for i in rows])
+            for m, f in features.items()}
+
+
+def prepare_data(config: RunConfig) -> PreparedData:
+    """Load the manifest and every feature file, and apply the bad-input policy.
+
+    Raises:
+        DataProblemError: listing every problem, when ``on_bad_file`` is ``fail``.
+    """
+    manifest = load_manifest(config.dataset, config.features_root)
+    if config.modalities:
+        manifest = manifest.with_modalities(config.modalities)
+    spec = get_model(config.model)
+    features, file_problems = _load_features(manifest, config, spec, jobs=4)
+    problems = list(manifest.problems) + file_problems
+    if problems and config.on_bad_file == "fail":
+        raise DataProblemError(problems, hint=SKIP_HINT)
+    bad_ids = {p.utterance_id for p in problems if p.utterance_id}
+    dataset_level = [p for p in problems if not p.utterance_id]
+    if dataset_level:
+        raise DataProblemError(dataset_level)
+    keep = ~manifest.table["utterance_id"].isin(bad_ids).to_numpy()
+    return PreparedData(manifest.without(bad_ids), _drop(features, keep), problems)
+
+
+def _system_inputs(data: PreparedData, config: RunConfig, spec: ModelSpec) -> dict[str, Any]:
+    modalities = list(data.manifest.modalities)
+    if spec.input == "sequence":
+        inputs = {m: as_object_array([data.features[m]]) for m in modalities}
+        all_modalities = as_object_array([data.features[m] for m in modalities])
+        early = all_modalities if spec.multimodal else frame_level_concatenation(all_modalities)
+        inputs["model_fusion" if spec.multimodal else "early"] = early
+        return inputs
+    inputs = dict(data.features)
+    if config.scaling == "speaker":
+        inputs = {m: speaker_normalise(x, data.manifest.speakers) for m, x in inputs.items()}
+    inputs["early"] = np.hstack([inputs[m] for m in modalities])
+    return inputs
+
+
+def _check_split(data: PreparedData, config: RunConfig, folds) -> None:
+    table, y = data.manifest.table, data.manifest.y
+    problems = split_problems(config.split, table) or fold_problems(
+        folds, table, y, data.manifest.label_names)
+    if problems:
+        raise DataProblemError(problems)
+
+
+@contextlib.contextmanager
+def _backend(config: RunConfig, sequence_model: bool):
+    if config.backend == "dask":
+        from emofusion.errors import require
+
+        distributed = require("dask.distributed", "cluster", "The dask backend")
+        with distributed.Client(config.dask_scheduler) as client, parallel_config(backend="dask"):
+            yield client
+        return
+    with parallel_config(backend="threading" if sequence_model else "loky"):
+        yield None
+
+
+def _run_folds(folds, setup, config: RunConfig, console: Console, progress: bool,
+               sequence_model: bool) -> list[FoldOutput]:
+    jobs = min(config.jobs if config.jobs > 0 else 2, len(folds))
+    columns = (TextColumn("[bold]folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    outputs = []
+    with _backend(config, sequence_model), Progress(*columns, console=console,
+                                                    disable=not progress) as bar:
+        task = bar.add_task("folds", total=len(folds))
+        parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
+        for output in parallel(delayed(run_fold)(fold, setup) for fold in folds):
+            outputs.append(output)
+            bar.advance(task)
+    return sorted(outputs, key=lambda o: o.fold.index)
+
+
+def _write_run_folder(run_dir: Path, config: RunConfig, predictions: pd.DataFrame,
+                      outputs: list[FoldOutput]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    predictions.to_csv(run_dir / "predictions.csv", index=False)
+    details = [{"fold": o.fold.index, "held_out": list(o.fold.held_out), "seconds": o.seconds,
+                "systems": o.searches} for o in outputs]
+    (run_dir / "folds.json").write_text(json.dumps(details, indent=1, default=str))
+
+
+def print_summary(result: RunResult, console: Console) -> None:
+    """The summary table printed at the end of a run."""
+    table = Table(title=f"emofusion: {result.run_dir}")
+    summary = result.summary()
+    for column in summary.columns:
+        table.add_column(str(column))
+    for _, row in summary.iterrows():
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+    if result.dropped:
+        console.print(f"[yellow]{len(result.dropped)} utterance problem(s) skipped; see report.")
+    console.print(f"report: {result.run_dir / 'report.html'}")
+
+
+def run(config: RunConfig, *, progress: bool = True, console: Console | None = None) -> RunResult:
+    """Run the experiment a config describes and write its run folder.
+
+    Returns:
+        The `RunResult` (predictions, metrics, audit, dropped utterances, per-fold details).
+    """
+    from emofusion.report.writer import write_report
+
+    console = console or Console(stderr=True)
+    spec = get_model(config.model)
+    data = prepare_data(config)
+    manifest, y = data.manifest, data.manifest.y
+    folds = make_outer_folds(config.split, manifest.table, y, config.seed)
+    _check_split(data, config, folds)
+    run_warnings = []
+    if config.split == "random":
+        warnings.warn(RANDOM_SPLIT_WARNING, stacklevel=2)
+        console.print(f"[bold red]WARNING: {RANDOM_SPLIT_WARNING}")
+        run_warnings.append(RANDOM_SPLIT_WARNING)
+    setup = make_setup(config, _system_inputs(data, config, spec), y, manifest.speakers,
+                       list(manifest.modalities), len(manifest.label_names))
+    outputs = _run_folds(folds, setup, config, console, progress, spec.input == "sequence")
+    predictions = predictions_table(outputs, manifest.table, y, manifest.label_names)
+    audit = build_audit(folds, [o.inner_speakers() for o in outputs], manifest.speakers,
+                        manifest.table, config, spec.input)
+    _write_run_folder(config.out, config, predictions, outputs)
+    metrics = write_report(
+        config.out, predictions, manifest.label_names, system_kinds(setup),
+        config=config.model_dump(mode="json"), audit=audit,
+        dropped=[p.to_dict() for p in data.dropped], warnings=run_warnings,
+        n_boot=config.n_bootstrap, seed=config.seed)
+    return RunResult(config, config.out, predictions, metrics, audit, data.dropped, outputs)
