@@ -23,6 +23,7 @@ and ``dialogue`` for MELD, ``script`` for IEMOCAP.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,8 @@ def make_row(
 
 
 def path_str(path: Path | str) -> str:
-    """An absolute path as str, or "" for "no file"."""
-    return str(Path(path).absolute()) if str(path) else ""
+    """An absolute, normalised path as str (symlinks kept), or "" for "no file"."""
+    return os.path.abspath(path) if str(path) else ""
 
 
 def require_dir(root: Path, corpus: str, expected: str) -> Path:

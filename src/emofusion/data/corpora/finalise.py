@@ -9,7 +9,7 @@ return them in `CorpusTable.problems` (``on_bad="skip"``).
 
 from __future__ import annotations
 
-import math
+from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +20,7 @@ from emofusion.errors import ConfigError, DataProblemError, Problem
 
 ON_BAD = ("fail", "skip")
 _WAV_HEADER_BYTES = 44
-_SKIP_FIX = "restore or correct it, or read with on_bad='skip' to leave the utterance out"
+_SKIP_FIX = "restore the file or correct its path"
 
 
 def finalise(
@@ -55,51 +55,42 @@ def finalise(
 
 
 def check_rows(table: pd.DataFrame) -> dict[int, list[Problem]]:
-    """Problems of the kept rows, keyed by the row's index label."""
-    found: dict[int, list[Problem]] = {}
-    for index, row in table.iterrows():
-        problems = [p for column in MEDIA_COLUMNS if (p := media_problem(row, column))]
-        if (p := span_problem(row)) is not None:
-            problems.append(p)
-        if problems:
-            found[index] = problems
+    """Problems of the kept rows (media files, time spans, duplicate ids), by index label."""
+    found: dict[int, list[Problem]] = defaultdict(list)
+    for column in MEDIA_COLUMNS:
+        for index, path in table.loc[table[column] != "", column].items():
+            reason = media_problem(Path(path), column)
+            if reason:
+                found[index].append(Problem(reason=reason, fix=_SKIP_FIX, path=path,
+                                            utterance_id=table.at[index, "utterance_id"]))
+    empty_span = table["start"].notna() & table["end"].notna() & (table["end"] <= table["start"])
+    for index, row in table.loc[empty_span].iterrows():
+        found[index].append(Problem(
+            reason=f"time span [{row['start']}, {row['end']}] is empty (end must be after start)",
+            fix="correct the start and end times", utterance_id=row["utterance_id"],
+            path=row_path(row),
+        ))
     duplicated = table["utterance_id"].duplicated(keep="first")
-    for index, uid in table.loc[duplicated, "utterance_id"].items():
-        found.setdefault(index, []).append(Problem(
+    for index, row in table.loc[duplicated].iterrows():
+        found[index].append(Problem(
             reason="duplicate utterance id (the first occurrence is kept)",
             fix="give every utterance a unique id, or remove the duplicate file or line",
-            utterance_id=uid, path=row_path(table.loc[index]),
+            utterance_id=row["utterance_id"], path=row_path(row),
         ))
-    return found
+    return dict(found)
 
 
-def media_problem(row: pd.Series, column: str) -> Problem | None:
-    """A problem when the row's `column` names a missing or empty file, else None."""
-    if not row[column]:
-        return None
-    path = Path(row[column])
+def media_problem(path: Path, column: str) -> str:
+    """Why the file named in media `column` cannot be used ("" when it can)."""
     kind = column.removesuffix("_path")
     if not path.is_file():
-        reason = f"{kind} file not found"
-    elif path.stat().st_size == 0:
-        reason = f"{kind} file is empty"
-    elif path.suffix.lower() == ".wav" and path.stat().st_size <= _WAV_HEADER_BYTES:
-        reason = "WAV file holds no audio samples"
-    else:
-        return None
-    return Problem(reason=reason, fix=_SKIP_FIX, utterance_id=row["utterance_id"], path=str(path))
-
-
-def span_problem(row: pd.Series) -> Problem | None:
-    """A problem when the row's [start, end] is given but empty or reversed, else None."""
-    start, end = row["start"], row["end"]
-    if math.isnan(start) or math.isnan(end) or end > start:
-        return None
-    return Problem(
-        reason=f"time span [{start}, {end}] is empty (end must be after start)",
-        fix="correct the start and end times", utterance_id=row["utterance_id"],
-        path=row_path(row),
-    )
+        return f"{kind} file not found"
+    size = path.stat().st_size
+    if size == 0:
+        return f"{kind} file is empty"
+    if path.suffix.lower() == ".wav" and size <= _WAV_HEADER_BYTES:
+        return "WAV file holds no audio samples"
+    return ""
 
 
 def row_path(row: pd.Series) -> str:

@@ -43,15 +43,19 @@ def match_names(
 
 
 def decode(
-    code: str, codes: Mapping[str, str], what: str, path: Path, problems: list[Problem]
+    code: str, codes: Mapping[str, str], what: str, path: Path | str, problems: list[Problem],
+    *, utterance_id: str = "", fix: str = "rename or remove the file",
 ) -> str | None:
-    """The meaning of `code`, or None after appending an "unknown code" problem."""
+    """The meaning of `code`, or None after appending an "unknown code" problem.
+
+    `path` locates the code (a file, or "file:line"); `utterance_id` defaults to the file stem.
+    """
     if code in codes:
         return codes[code]
     problems.append(Problem(
         reason=f"unknown {what} code {code!r}",
-        fix=f"expected one of {', '.join(codes)}; rename or remove the file",
-        utterance_id=path.stem, path=str(path),
+        fix=f"expected one of {', '.join(codes)}; {fix}",
+        utterance_id=utterance_id or Path(path).stem, path=str(path),
     ))
     return None
 
