@@ -20,7 +20,7 @@ from emofusion.errors import ConfigError, DataProblemError, Problem
 
 ON_BAD = ("fail", "skip")
 _WAV_HEADER_BYTES = 44
-_SKIP_FIX = "restore the file or correct its path"
+_MEDIA_FIX = "restore the file or correct its path"
 
 
 def finalise(
@@ -61,7 +61,7 @@ def check_rows(table: pd.DataFrame) -> dict[int, list[Problem]]:
         for index, path in table.loc[table[column] != "", column].items():
             reason = media_problem(Path(path), column)
             if reason:
-                found[index].append(Problem(reason=reason, fix=_SKIP_FIX, path=path,
+                found[index].append(Problem(reason=reason, fix=_MEDIA_FIX, path=path,
                                             utterance_id=table.at[index, "utterance_id"]))
     empty_span = table["start"].notna() & table["end"].notna() & (table["end"] <= table["start"])
     for index, row in table.loc[empty_span].iterrows():
