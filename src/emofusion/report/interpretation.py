@@ -57,7 +57,8 @@ def _unimodal_ranking(metrics: Mapping[str, Any], unimodal: list[str]) -> list[s
     for other in unimodal[1:]:
         pooled = metrics["systems"][other]["pooled"]
         lines.append(
-            f"- {best} vs **{other}** ({_headline(metrics, other)}): "
+            f"- {best} vs **{other}** (UA {_pct(pooled['ua'])}, F1-micro "
+            f"{_pct(pooled['f1_micro'])}): "
             f"{_pp(top['ua'] - pooled['ua'])} UA, "
             f"{_pp(top['f1_micro'] - pooled['f1_micro'])} F1-micro."
         )
@@ -111,11 +112,12 @@ def _modality_profiles(
 def find_comparison(
     comparisons: Sequence[Mapping[str, Any]], system_a: str, system_b: str
 ) -> tuple[Mapping[str, Any], int] | None:
-    """The comparison of the pair in either order and the sign that orients it as A - B."""
+    """The comparison of the pair in either order and the sign that orients it as A - B.
+
+    A comparison that could not be run carries an ``error`` key instead of test results.
+    """
     for comparison in comparisons:
         pair = (comparison.get("system_a"), comparison.get("system_b"))
-        if "mcnemar" not in comparison:
-            continue
         if pair == (system_a, system_b):
             return comparison, 1
         if pair == (system_b, system_a):
@@ -144,6 +146,8 @@ def significance_phrase(
     if found is None:
         return "no significance test was run for this pair"
     comparison, sign = found
+    if "error" in comparison:
+        return f"the paired tests could not be run ({comparison['error']})"
     boot = comparison["bootstrap"]
     low, high = sorted((sign * boot["ci_low"], sign * boot["ci_high"]))
     evidence = (f"McNemar p = {comparison['mcnemar']['p_value']:.3g} on accuracy; 95% "
@@ -213,7 +217,8 @@ def _complementarity(predictions: pd.DataFrame, unimodal: list[str]) -> list[str
         return ["The single-modality systems share no utterances; complementarity skipped."]
     return [
         f"Over the {stats['n']} utterances predicted by all of {', '.join(unimodal)}:",
-        f"- the modalities disagree on {_pct(stats['disagree'])} of utterances;",
+        f"- the modalities disagree (do not all predict the same label) on "
+        f"{_pct(stats['disagree'])} of utterances;",
         f"- at least one modality is right on {_pct(stats['oracle'])} (oracle accuracy, vs "
         f"{_pct(stats['best_accuracy'])} for the best single modality: "
         f"{_pp(stats['oracle'] - stats['best_accuracy'])} headroom for fusion);",
