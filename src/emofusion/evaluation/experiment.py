@@ -64,7 +64,7 @@ class FoldSetup:
     inner_folds: int
     scoring: str
     seed: int
-    blas_threads: int = 1
+    blas_threads: int = 1  # more BLAS threads per worker made folds several times slower here
 
 
 @dataclass
@@ -190,5 +190,4 @@ def make_setup(config: RunConfig, inputs: dict[str, Any], y: np.ndarray, speaker
         fusions=fusions, n_classes=n_classes, model=config.model,
         grid=config.param_grid if config.param_grid is not None else spec.grid,
         imbalance=config.imbalance, scaling=config.scaling, inner_folds=config.inner_folds,
-        scoring=config.scoring, seed=config.seed,
-        blas_threads=1 if config.jobs != 1 else 2)
+        scoring=config.scoring, seed=config.seed)

@@ -28,21 +28,48 @@ def ledoit_wolf_intensity(centered: np.ndarray, gram: np.ndarray) -> float:
 
     Args:
         centered: (n, d) centred data.
-        gram: (d, d) ``centered.T @ centered`` (passed in so it is computed once).
+        gram: ``centered.T @ centered`` (d, d) or ``centered @ centered.T`` (n, n): both have the
+            same Frobenius norm, so the smaller one is passed in.
 
     Returns:
         The intensity in [0, 1] (same formula as `sklearn.covariance.ledoit_wolf_shrinkage`).
     """
     n, d = centered.shape
-    trace = np.einsum("ij,ij->", centered, centered) / n
-    mu = trace / d
     row_norms_sq = np.einsum("ij,ij->i", centered, centered)
+    trace = row_norms_sq.sum() / n
+    mu = trace / d
     beta_sum = float(np.sum(row_norms_sq**2))
     delta_sum = float(np.sum(gram**2)) / n**2
     beta = (beta_sum / n - delta_sum) / (d * n)
     delta = (delta_sum - 2.0 * mu * trace + d * mu**2) / d
     beta = min(beta, delta)
     return 0.0 if beta <= 0 else float(beta / delta)
+
+
+def solve_shrunk_covariance(scaled: np.ndarray, gram: np.ndarray, intensity: float,
+                            rhs: np.ndarray) -> np.ndarray:
+    """Solve ``((1 - s) Z'Z / n + s mu I) W = rhs`` for W (d, k).
+
+    Uses the (d, d) primal system when n >= d and the Woodbury identity on the (n, n) dual
+    system otherwise, so the cost is cubic in min(n, d).
+
+    Args:
+        scaled: Z, (n, d) centred and scaled data.
+        gram: Z'Z (d, d) when n >= d, else ZZ' (n, n).
+        intensity: shrinkage s in [0, 1].
+        rhs: (d, k) right-hand side.
+    """
+    n, d = scaled.shape
+    mu = np.trace(gram) / (n * d)
+    a = (1.0 - intensity) / n
+    b = max(intensity * mu, 1e-8 * mu, 1e-12)
+    system = a * gram
+    system[np.diag_indices_from(system)] += b
+    factor = linalg.cho_factor(system, check_finite=False)
+    if n >= d:
+        return linalg.cho_solve(factor, rhs, check_finite=False)
+    inner = linalg.cho_solve(factor, a * (scaled @ rhs), check_finite=False)
+    return (rhs - scaled.T @ inner) / b
 
 
 class ShrinkageLDA(ClassifierMixin, BaseEstimator):
@@ -70,21 +97,17 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(f"ShrinkageLDA needs at least two classes; got 1 class: {self.classes_}")
         counts = np.bincount(codes).astype(float)
-        means = np.zeros((len(self.classes_), X.shape[1]))
-        np.add.at(means, codes, X)
-        means /= counts[:, None]
-        centered = X - means[codes]
-        scale = np.sqrt(np.einsum("ij,ij->j", centered, centered) / len(X))
+        one_hot = np.zeros((len(X), len(counts)))
+        one_hot[np.arange(len(X)), codes] = 1.0
+        means = (one_hot.T @ X) / counts[:, None]
+        scaled = X - means[codes]
+        scale = np.sqrt(np.einsum("ij,ij->j", scaled, scaled) / len(X))
         scale[scale == 0] = 1.0
-        centered /= scale
-        gram = centered.T @ centered
-        intensity = self._intensity(centered, gram)
-        cov = (1.0 - intensity) * gram / len(X)
-        cov[np.diag_indices_from(cov)] += intensity * np.trace(gram) / len(X) / X.shape[1]
-        cov[np.diag_indices_from(cov)] += 1e-10
+        scaled /= scale
+        gram = scaled.T @ scaled if len(X) >= X.shape[1] else scaled @ scaled.T
+        intensity = self._intensity(scaled, gram)
         scaled_means = means / scale
-        weights = linalg.cho_solve(linalg.cho_factor(cov, check_finite=False), scaled_means.T,
-                                   check_finite=False)
+        weights = solve_shrunk_covariance(scaled, gram, intensity, scaled_means.T)
         weighted = counts * compute_class_weight(self.class_weight, classes=self.classes_, y=y)
         priors = weighted / weighted.sum()
         self.coef_ = (weights / scale[:, None]).T
