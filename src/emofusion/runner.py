@@ -51,11 +51,13 @@ class PreparedData:
         manifest: the utterance table without dropped utterances.
         features: per modality, a float (n, d) pooled matrix or a list of (T, d) frames.
         dropped: one `Problem` per dropped utterance (``--on-bad-file skip``).
+        widths: frame width d per modality.
     """
 
     manifest: Manifest
     features: dict[str, Any]
     dropped: list[Problem]
+    widths: dict[str, int]
 
 
 @dataclass
@@ -78,9 +80,10 @@ class RunResult:
 
 
 def _load_features(manifest: Manifest, config: RunConfig, spec: ModelSpec,
-                   jobs: int) -> tuple[dict[str, Any], list[Problem]]:
+                   jobs: int) -> tuple[dict[str, Any], list[Problem], dict[str, int]]:
     features: dict[str, Any] = {}
     problems: list[Problem] = []
+    widths: dict[str, int] = {}
     cache = PooledCache((config.cache_dir or default_cache_dir()) if config.use_cache else None)
     for modality in manifest.modalities:
         if spec.input == "sequence":
@@ -91,7 +94,8 @@ def _load_features(manifest: Manifest, config: RunConfig, spec: ModelSpec,
             data = cache.load(manifest, modality, [pooling], jobs=jobs)
             features[modality] = data.pooled[pooling]
         problems += data.problems
-    return features, problems
+        widths[modality] = data.width
+    return features, problems, widths
 
 
 def _drop(features: dict[str, Any], keep: np.ndarray) -> dict[str, Any]:
@@ -110,7 +114,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
     if config.modalities:
         manifest = manifest.with_modalities(config.modalities)
     spec = get_model(config.model)
-    features, file_problems = _load_features(manifest, config, spec, jobs=4)
+    features, file_problems, widths = _load_features(manifest, config, spec, jobs=4)
     problems = list(manifest.problems) + file_problems
     if problems and config.on_bad_file == "fail":
         raise DataProblemError(problems, hint=SKIP_HINT)
@@ -119,7 +123,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
     if dataset_level:
         raise DataProblemError(dataset_level)
     keep = ~manifest.table["utterance_id"].isin(bad_ids).to_numpy()
-    return PreparedData(manifest.without(bad_ids), _drop(features, keep), problems)
+    return PreparedData(manifest.without(bad_ids), _drop(features, keep), problems, widths)
 
 
 def _system_inputs(data: PreparedData, config: RunConfig, spec: ModelSpec) -> dict[str, Any]:

@@ -128,8 +128,8 @@ def _is_course_layout(frame: pd.DataFrame) -> bool:
     return "file_name_list" in frame.columns or "emotion_labels" in frame.columns
 
 
-def _check_columns(frame: pd.DataFrame, csv_path: Path) -> None:
-    required = ["utterance_id", "speaker", "label"]
+def _check_columns(frame: pd.DataFrame, csv_path: Path, require_labels: bool) -> None:
+    required = ["utterance_id", "speaker", "label"] if require_labels else ["utterance_id"]
     missing = [c for c in required if c not in frame.columns]
     has_features = any(c.endswith(FEATURE_SUFFIX) for c in frame.columns)
     problems = [
@@ -167,7 +167,7 @@ def _infer_label_names(labels: pd.Series) -> tuple[str, ...]:
 
 
 def _table_problems(table: pd.DataFrame, label_names: tuple[str, ...],
-                    bad_label_rows: list[int]) -> list[Problem]:
+                    bad_label_rows: list[int], require_speakers: bool) -> list[Problem]:
     problems = []
     for pos in bad_label_rows:
         row = table.iloc[pos]
@@ -177,13 +177,15 @@ def _table_problems(table: pd.DataFrame, label_names: tuple[str, ...],
     duplicated = table["utterance_id"][table["utterance_id"].duplicated()]
     problems += [Problem("duplicate utterance id", "give every row a unique id", utterance_id=uid)
                  for uid in sorted(set(duplicated))]
-    problems += [Problem("empty speaker", "fill in the speaker column", utterance_id=uid)
-                 for uid in table.loc[table["speaker"].str.strip() == "", "utterance_id"]]
+    if require_speakers:
+        problems += [Problem("empty speaker", "fill in the speaker column", utterance_id=uid)
+                     for uid in table.loc[table["speaker"].str.strip() == "", "utterance_id"]]
     return problems
 
 
 def load_manifest(csv_path: Path | str, features_root: Path | str | None = None,
-                  label_names: tuple[str, ...] | None = None) -> Manifest:
+                  label_names: tuple[str, ...] | None = None, *,
+                  require_labels: bool = True) -> Manifest:
     """Read a course-layout or generic dataset CSV.
 
     Args:
@@ -192,6 +194,7 @@ def load_manifest(csv_path: Path | str, features_root: Path | str | None = None,
             folder, or a ``features.zip`` beside it.
         label_names: class names in code order; default from ``features.json``, else the
             IEMOCAP 4-class names when the labels fit them, else the sorted label names.
+        require_labels: False for data to predict: ``label`` and ``speaker`` may be absent.
 
     Raises:
         DataProblemError: the CSV is missing, unparsable or lacks required columns.
@@ -201,7 +204,10 @@ def load_manifest(csv_path: Path | str, features_root: Path | str | None = None,
     sidecar = _read_sidecar(csv_path)
     course = _is_course_layout(frame)
     frame = frame.rename(columns=COURSE_RENAMES) if course else frame
-    _check_columns(frame, csv_path)
+    _check_columns(frame, csv_path, require_labels)
+    for column in ("label", "speaker"):
+        if column not in frame.columns:
+            frame[column] = ""
     names = tuple(label_names or sidecar.get("label_names") or ())
     bad_rows: list[int] = []
     if course:
@@ -210,6 +216,8 @@ def load_manifest(csv_path: Path | str, features_root: Path | str | None = None,
     else:
         names = names or _infer_label_names(frame["label"])
         bad_rows = list(np.flatnonzero(~frame["label"].isin(names).to_numpy()))
+    if not require_labels:
+        bad_rows = []
     if "session" not in frame.columns:
         frame["session"] = frame["speaker"].map(_course_session) if course else frame["speaker"]
     modalities = tuple(c[: -len(FEATURE_SUFFIX)] for c in frame.columns if c.endswith(FEATURE_SUFFIX))
@@ -221,5 +229,5 @@ def load_manifest(csv_path: Path | str, features_root: Path | str | None = None,
         table=table, modalities=modalities, label_names=names,
         source=FeatureSource.for_csv(csv_path, Path(features_root) if features_root else None),
         csv_path=csv_path, modality_info=sidecar.get("modalities", {}),
-        problems=tuple(_table_problems(table, names, bad_rows)),
+        problems=tuple(_table_problems(table, names, bad_rows, require_labels)),
     )

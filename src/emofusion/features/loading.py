@@ -94,7 +94,7 @@ def _read_all(source: FeatureSource, paths: list[str], jobs: int) -> list[FileCh
 
 
 def load_modality(manifest: Manifest, modality: str, poolings: list[str], *, jobs: int = 4,
-                  keep_sequences: bool = False) -> ModalityData:
+                  keep_sequences: bool = False, expected_width: int | None = None) -> ModalityData:
     """Read, check and pool one modality for every utterance of `manifest`.
 
     Args:
@@ -103,10 +103,12 @@ def load_modality(manifest: Manifest, modality: str, poolings: list[str], *, job
         poolings: pooling methods to compute (see `emofusion.features.pooling.POOLINGS`).
         jobs: reader threads.
         keep_sequences: also return the frames (needed by sequence models).
+        expected_width: the frame width every file must have (e.g. a saved model's); default
+            the width declared in features.json, else the most common width.
     """
     paths = manifest.paths(modality)
     checks = _read_all(manifest.source, paths, jobs)
-    declared = manifest.modality_info.get(modality, {}).get("width")
+    declared = expected_width or manifest.modality_info.get(modality, {}).get("width")
     width = _expected_width(checks, declared)
     problems = []
     for uid, path, check in zip(manifest.ids, paths, checks, strict=True):

@@ -12,6 +12,19 @@ from __future__ import annotations
 
 import numpy as np
 
+Stats = tuple[np.ndarray, np.ndarray]
+
+
+def speaker_statistics(X: np.ndarray, speakers: np.ndarray) -> dict[str, Stats]:
+    """Per speaker, the (mean, std) vectors (d,) of its rows of X (n, d)."""
+    return {s: (X[speakers == s].mean(axis=0), X[speakers == s].std(axis=0) + 1e-8)
+            for s in np.unique(speakers)}
+
+
+def average_statistics(stats: dict[str, Stats]) -> Stats:
+    """The speakers' average (mean, std): the statistics for a speaker never seen."""
+    return tuple(np.mean([s[i] for s in stats.values()], axis=0) for i in (0, 1))
+
 
 def speaker_normalise(X: np.ndarray, speakers: np.ndarray,
                       fit_rows: np.ndarray | None = None) -> np.ndarray:
@@ -25,15 +38,12 @@ def speaker_normalise(X: np.ndarray, speakers: np.ndarray,
     Returns:
         (n, d) normalised copy.
     """
-    fitted = np.unique(speakers if fit_rows is None else speakers[fit_rows])
-    stats = {}
-    for speaker in fitted:
-        rows = X[speakers == speaker]
-        stats[speaker] = (rows.mean(axis=0), rows.std(axis=0) + 1e-8)
-    fallback = tuple(np.mean([s[i] for s in stats.values()], axis=0) for i in (0, 1))
+    rows = slice(None) if fit_rows is None else fit_rows
+    stats = speaker_statistics(X[rows], speakers[rows])
+    fallback = average_statistics(stats)
     out = np.empty_like(X, dtype=np.float64)
     for speaker in np.unique(speakers):
-        rows = speakers == speaker
+        mask = speakers == speaker
         mean, std = stats.get(speaker, fallback)
-        out[rows] = (X[rows] - mean) / std
+        out[mask] = (X[mask] - mean) / std
     return out

@@ -1,0 +1,229 @@
+"""The `emofusion` command. It only turns arguments into a `RunConfig` (or a call) and prints;
+all work happens in the library. User errors print one message and exit with status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from emofusion.config import SYSTEM_CHOICES, RunConfig, build_config
+from emofusion.errors import ConfigError, EmofusionError
+
+console = Console(stderr=True)
+DEMO_UTTERANCES = 1200
+
+
+def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
+    pairs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ConfigError(f"{what} expects NAME=VALUE, got '{item}'")
+        pairs[key] = value
+    return pairs
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", type=Path, help="dataset.csv (course layout or generic manifest)")
+    parser.add_argument("--config", type=Path, help="YAML run config; options given here win")
+    parser.add_argument("--features-root", type=Path, help="folder or .zip the CSV paths are relative to")
+    parser.add_argument("--split", help="speaker | session | kN | random | official | transcript")
+    parser.add_argument("--model", help="model for unimodal/early systems (see `emofusion models`)")
+    parser.add_argument("--modalities", nargs="+", help="modalities to use (default: all)")
+    parser.add_argument("--pooling", nargs="+", metavar="MODALITY=METHOD",
+                        help="pooling per modality: mean | max | std | stats")
+    parser.add_argument("--scaling", choices=["standard", "speaker", "speaker_strict", "none"])
+    parser.add_argument("--imbalance", choices=["none", "class_weight", "oversample", "smote"])
+    parser.add_argument("--on-bad-file", choices=["fail", "skip"])
+    parser.add_argument("--jobs", type=int, help="parallel outer folds (default 2)")
+    parser.add_argument("--backend", choices=["loky", "dask"], help="joblib backend for folds")
+    parser.add_argument("--scheduler", dest="dask_scheduler", help="dask scheduler address")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--cache-dir", type=Path, help="pooled-feature cache folder")
+    parser.add_argument("--no-cache", dest="use_cache", action="store_const", const=False)
+
+
+def _config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
+    names = ("dataset", "features_root", "split", "model", "modalities", "scaling", "imbalance",
+             "on_bad_file", "jobs", "backend", "dask_scheduler", "seed", "cache_dir", "use_cache",
+             "systems")
+    values = {n: getattr(args, n, None) for n in names}
+    values.update(extra)
+    if args.pooling:
+        values["pooling"] = _key_values(args.pooling, "--pooling")
+    values = {k: v for k, v in values.items() if v is not None}
+    if args.config:
+        return RunConfig.from_yaml(args.config, **values)
+    return build_config(values)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from emofusion.runner import print_summary, run
+
+    config = _config_from_args(args, out=args.out)
+    print_summary(run(config, console=console), Console())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from emofusion.data.demo import write_demo_dataset
+    from emofusion.runner import print_summary, run
+
+    out = Path(args.out)
+    csv = write_demo_dataset(out / "data", n_utterances=args.utterances, seed=args.seed)
+    console.print(f"generated demo data (course layout, a few planted bad files): {csv}")
+    config = build_config({"dataset": csv, "out": out / "run", "on_bad_file": "skip",
+                           "jobs": args.jobs, "seed": args.seed, "cache_dir": out / "cache"})
+    (out / "run.yaml").write_text(config.to_yaml())
+    print_summary(run(config, console=console), Console())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from emofusion.inference import train_model
+    from emofusion.models.saved import save_model
+
+    config = _config_from_args(args, out=Path(args.out).with_suffix(".run"))
+    path = save_model(train_model(config, args.system), Path(args.out))
+    console.print(f"saved {args.system} model ({config.model}) to {path}")
+    return 0
+
+
+def _single_inputs(args: argparse.Namespace, model) -> dict[str, np.ndarray]:
+    from emofusion.features.extract import extract_single
+
+    arrays = {m: np.load(p, allow_pickle=False) for m, p in _key_values(args.npy, "--npy").items()}
+    if args.wav or args.text or args.video:
+        if not model.card.extractors:
+            raise ConfigError("this model was trained on pre-extracted features; give --npy "
+                              "MODALITY=FILE.npy instead of raw media")
+        arrays.update(extract_single(model.card.extractors, wav=args.wav, text=args.text,
+                                     video=args.video))
+    return arrays
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from emofusion.inference import predict_arrays, predict_dataset
+    from emofusion.models.saved import load_model
+
+    model = load_model(args.model, trust=args.trust)
+    if args.data:
+        table, skipped = predict_dataset(model, args.data, args.features_root, args.on_bad_file)
+        for problem in skipped:
+            console.print(f"skipped {problem.describe()}", style="yellow", markup=False)
+    elif args.npy or args.wav or args.text or args.video:
+        table = predict_arrays(model, _single_inputs(args, model))
+    else:
+        raise ConfigError("give a dataset CSV, or --npy MODALITY=FILE, or --wav/--text/--video")
+    if args.out:
+        table.to_csv(args.out, index=False)
+        console.print(f"wrote {len(table)} predictions to {args.out}")
+    else:
+        table.to_csv(sys.stdout, index=False, float_format="%.4f")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from emofusion.models.registry import available_models
+
+    for name, spec in sorted(available_models().items()):
+        print(f"{name:18s} [{spec.input}{', multimodal' if spec.multimodal else ''}] {spec.description}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from emofusion.data.corpora import corpus_summary, read_corpus
+    from emofusion.features.extract import MODALITY_GROUPS, extract_corpus
+
+    corpus = read_corpus(args.corpus, args.corpus_dir, classes=args.classes,
+                         merge_excited=args.merge_excited, on_bad=args.on_bad_file)
+    console.print(corpus.description)
+    console.print(corpus_summary(corpus.table))
+    for problem in corpus.problems:
+        console.print(f"skipped {problem.describe()}", style="yellow", markup=False)
+    extractors: list[str] = []
+    for item in args.modalities.split(","):
+        extractors += MODALITY_GROUPS.get(item.strip(), [item.strip()])
+    csv = extract_corpus(corpus.table, list(corpus.label_names), args.out, extractors,
+                         jobs=args.jobs, on_bad=args.on_bad_file, corpus=corpus.description)
+    console.print(f"features written; next: emofusion run {csv} --out runs/{args.corpus}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emofusion", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="generate course-layout demo data and run the protocol")
+    demo.add_argument("--out", default="emofusion-demo", help="folder for data and run")
+    demo.add_argument("--utterances", type=int, default=DEMO_UTTERANCES)
+    demo.add_argument("--jobs", type=int, default=2)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="speaker-independent experiment and report")
+    _add_run_options(run)
+    run.add_argument("--out", type=Path, required=True, help="run folder")
+    run.add_argument("--systems", nargs="+", choices=SYSTEM_CHOICES)
+    run.set_defaults(func=cmd_run)
+
+    train = sub.add_parser("train", help="fit one system on all speakers and save it")
+    _add_run_options(train)
+    train.add_argument("--system", default="early",
+                       help="a modality name, early, late_vote, late_mean or stacking")
+    train.add_argument("--out", required=True, help="model file to write")
+    train.set_defaults(func=cmd_train)
+
+    predict = sub.add_parser("predict", help="predict new utterances with a saved model")
+    predict.add_argument("model", type=Path)
+    predict.add_argument("data", nargs="?", type=Path, help="dataset CSV (labels optional)")
+    predict.add_argument("--features-root", type=Path)
+    predict.add_argument("--npy", nargs="+", metavar="MODALITY=FILE", help="one utterance's arrays")
+    predict.add_argument("--wav", type=Path, help="raw audio (models trained on extracted features)")
+    predict.add_argument("--text", help="transcript (models trained on extracted features)")
+    predict.add_argument("--video", type=Path, help="raw video (models trained on extracted features)")
+    predict.add_argument("--out", type=Path, help="CSV to write (default: stdout)")
+    predict.add_argument("--on-bad-file", choices=["fail", "skip"], default="fail")
+    predict.add_argument("--trust", action="store_true", help="load unknown types in the model file")
+    predict.set_defaults(func=cmd_predict)
+
+    models = sub.add_parser("models", help="list model names")
+    models.set_defaults(func=cmd_models)
+
+    extract = sub.add_parser("extract", help="raw corpus -> features in the generic layout")
+    extract.add_argument("corpus_dir", type=Path)
+    extract.add_argument("--corpus", required=True,
+                         choices=["iemocap", "ravdess", "cremad", "emodb", "meld", "manifest"])
+    extract.add_argument("--modalities", default="audio,text",
+                         help="audio,text,visual or extractor names (see docs/extractors.md)")
+    extract.add_argument("--out", type=Path, required=True)
+    extract.add_argument("--classes", default="4", help="4 (anger, sadness, happiness, neutral) or all")
+    extract.add_argument("--no-merge-excited", dest="merge_excited", action="store_false",
+                         help="IEMOCAP: keep 'excited' out of happiness")
+    extract.add_argument("--jobs", type=int, default=2)
+    extract.add_argument("--on-bad-file", choices=["fail", "skip"], default="fail")
+    extract.set_defaults(func=cmd_extract)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `emofusion` command."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except EmofusionError as exc:
+        console.print("error:", style="bold red", end=" ")
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
