@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from emofusion.runner import print_summary, run
 
     config = _config_from_args(args, out=args.out)
-    print_summary(run(config, console=console), Console())
+    print_summary(run(config, console=console), Console(width=160))
     return 0
 
 
@@ -80,7 +80,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = build_config({"dataset": csv, "out": out / "run", "on_bad_file": "skip",
                            "jobs": args.jobs, "seed": args.seed, "cache_dir": out / "cache"})
     (out / "run.yaml").write_text(config.to_yaml())
-    print_summary(run(config, console=console), Console())
+    print_summary(run(config, console=console), Console(width=160))
     return 0
 
 

@@ -190,7 +190,7 @@ def _write_run_folder(run_dir: Path, config: RunConfig, predictions: pd.DataFram
 def print_summary(result: RunResult, console: Console) -> None:
     """The summary table printed at the end of a run."""
     table = Table(title=f"emofusion: {result.run_dir}")
-    summary = result.summary()
+    summary = result.summary().reset_index()
     for column in summary.columns:
         table.add_column(str(column))
     for _, row in summary.iterrows():

@@ -47,8 +47,12 @@ def _read_soundfile(path: str, start: float, end: float | None) -> tuple[np.ndar
 def _read_librosa(path: str, start: float, end: float | None) -> tuple[np.ndarray, int]:
     """Fallback reader (audioread/ffmpeg) for formats libsndfile cannot open."""
     librosa = require("librosa", "audio", "Reading audio files")
+    import warnings
+
     duration = None if end is None else end - start
-    data, rate = librosa.load(path, sr=None, mono=False, offset=start, duration=duration)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data, rate = librosa.load(path, sr=None, mono=False, offset=start, duration=duration)
     return np.atleast_2d(data).T.astype(np.float32), int(rate)
 
 
@@ -69,6 +73,7 @@ def load_audio(path: str, sample_rate: int = 16000, start: float = 0.0,
     Stereo is averaged to mono and the result resampled to ``sample_rate``. Raises
     `ExtractionFailed` when the file cannot be read or the segment is empty.
     """
+    require("soundfile", "audio", "Reading audio files")  # a missing extra is not a bad file
     try:
         data, rate = _read_soundfile(path, start, end)
     except ExtractionFailed:
@@ -92,18 +97,27 @@ def frame_sizes(sample_rate: int, window_ms: float, hop_ms: float) -> tuple[int,
     return int(round(sample_rate * window_ms / 1000)), int(round(sample_rate * hop_ms / 1000))
 
 
+def hann(window: int, n_fft: int) -> np.ndarray:
+    """Periodic Hann window of ``window`` samples, zero-padded on both sides to ``n_fft``."""
+    taps = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)
+    left = (n_fft - window) // 2
+    return np.pad(taps, (left, n_fft - window - left)).astype(np.float32)
+
+
 def power_spectrogram(signal: np.ndarray, sample_rate: int, window_ms: float, hop_ms: float,
                       n_fft: int | None = None) -> np.ndarray:
     """Power spectrum ``|STFT|^2`` of shape ``(T, n_fft // 2 + 1)``, ``T = 1 + n // hop``.
 
-    ``n_fft`` defaults to the window length rounded up to a power of two.
+    Frames are centred on ``t * hop`` (the signal is zero-padded by ``n_fft // 2`` on both sides,
+    as ``librosa.stft(center=True)``). ``n_fft`` defaults to the window length rounded up to a
+    power of two.
     """
-    librosa = require("librosa", "audio", "Spectral audio features")
     window, hop = frame_sizes(sample_rate, window_ms, hop_ms)
     n_fft = n_fft or 1 << (window - 1).bit_length()
-    spectrum = librosa.stft(signal, n_fft=n_fft, hop_length=hop, win_length=window,
-                            window="hann", center=True)
-    return (np.abs(spectrum) ** 2).T
+    padded = np.pad(signal.astype(np.float32), n_fft // 2)
+    padded = np.pad(padded, (0, max(n_fft - len(padded), 0)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    return np.abs(np.fft.rfft(frames * hann(window, n_fft), axis=1)) ** 2
 
 
 def time_derivative(features: np.ndarray, n: int = 2) -> np.ndarray:

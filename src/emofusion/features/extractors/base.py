@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,13 +26,18 @@ Item = Mapping[str, Any]
 
 
 class ExtractionFailed(EmofusionError):
-    """One utterance cannot be extracted; ``reason`` and ``fix`` become a `Problem`."""
+    """One utterance cannot be extracted; ``reason`` and ``fix`` become a `Problem`.
 
-    def __init__(self, reason: str, fix: str, path: str = ""):
+    ``retry`` is False for problems of the input itself (remembered until the input changes)
+    and True for unexpected errors (tried again on the next run).
+    """
+
+    def __init__(self, reason: str, fix: str, path: str = "", retry: bool = False):
         super().__init__(f"{reason} -> {fix}")
         self.reason = reason
         self.fix = fix
         self.path = path
+        self.retry = retry
 
     def problem(self, utterance_id: str) -> Problem:
         """The failure as a `Problem` about ``utterance_id``."""
@@ -61,6 +66,8 @@ class Extractor:
         kind: ``"sequence"`` (``(T, d)`` per utterance) or ``"vector"`` (``(d,)``).
         version: bumped when the output of the code changes, so cached features are recomputed.
         chunk_size: how many utterances one parallel task handles.
+        in_process: run in the driver's process instead of worker processes (for big models
+            whose loading costs more than the parallelism gains).
         param_names: the attributes `params` returns (the output-determining constructor args).
 
     Instance attribute ``width`` is the feature dimension ``d``; ``None`` until known.
@@ -71,6 +78,7 @@ class Extractor:
     kind: ClassVar[str] = "sequence"
     version: ClassVar[int] = 1
     chunk_size: ClassVar[int] = 16
+    in_process: ClassVar[bool] = False
     param_names: ClassVar[tuple[str, ...]] = ()
 
     width: int | None = None
@@ -99,13 +107,14 @@ class Extractor:
 
     def extract_batch(self, items: list[Item]) -> list[Extracted | ExtractionFailed]:
         """Extract several utterances; failures are returned in place, not raised."""
-        results: list[Extracted | ExtractionFailed] = []
-        for item in items:
-            try:
-                results.append(self.checked(self.extract(item)))
-            except ExtractionFailed as failure:
-                results.append(failure)
-        return results
+        return [self.attempt(lambda item=item: self.extract(item)) for item in items]
+
+    def attempt(self, make: Callable[[], Extracted]) -> Extracted | ExtractionFailed:
+        """``self.checked(make())``, or the `ExtractionFailed` it raised."""
+        try:
+            return self.checked(make())
+        except ExtractionFailed as failure:
+            return failure
 
     def checked(self, result: Extracted) -> Extracted:
         """Cast to float32 and verify rank, width, emptiness and finiteness of ``result.array``."""
