@@ -72,6 +72,14 @@ def solve_shrunk_covariance(scaled: np.ndarray, gram: np.ndarray, intensity: flo
     return (rhs - scaled.T @ inner) / b
 
 
+def _gram(scaled: np.ndarray) -> np.ndarray:
+    """Z'Z (d, d) when n >= d, else ZZ' (n, n); single-precision product, double result (the
+    data are standardised, so float32 accumulation loses nothing the shrinkage would keep)."""
+    single = scaled.astype(np.float32)
+    product = single.T @ single if len(scaled) >= scaled.shape[1] else single @ single.T
+    return product.astype(np.float64)
+
+
 class ShrinkageLDA(ClassifierMixin, BaseEstimator):
     """Linear discriminant analysis with a shrunk pooled within-class covariance.
 
@@ -104,7 +112,7 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
         scale = np.sqrt(np.einsum("ij,ij->j", scaled, scaled) / len(X))
         scale[scale == 0] = 1.0
         scaled /= scale
-        gram = scaled.T @ scaled if len(X) >= X.shape[1] else scaled @ scaled.T
+        gram = _gram(scaled)
         intensity = self._intensity(scaled, gram)
         scaled_means = means / scale
         weights = solve_shrunk_covariance(scaled, gram, intensity, scaled_means.T)
@@ -142,13 +150,14 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(scores, axis=1)]
 
 
-def _spec(name: str, description: str, build, grid=None, weighted: bool = True) -> None:
+def _spec(name: str, description: str, build, grid=None, weighted: bool = True,
+          scale_invariant: bool = False) -> None:
     register(ModelSpec(name=name, description=description, build=build, grid=grid or {},
-                       supports_class_weight=weighted))
+                       supports_class_weight=weighted, scale_invariant=scale_invariant))
 
 
 _spec("lda", "Shrinkage LDA (Ledoit-Wolf, analytic; fast strong default, no search needed)",
-      lambda seed, cw: ShrinkageLDA(class_weight=cw))
+      lambda seed, cw: ShrinkageLDA(class_weight=cw), scale_invariant=True)
 _spec("svm", "SVC with probabilities; grid C {0.1,1,10} x kernel {linear,rbf,poly} (course grid)",
       lambda seed, cw: SVC(probability=True, class_weight=cw, random_state=seed),
       {"C": [0.1, 1, 10], "kernel": ["linear", "rbf", "poly"]})

@@ -25,14 +25,15 @@ def build_pipeline(spec: ModelSpec, *, imbalance: str = "none", scale: bool = Tr
     Args:
         spec: the model.
         imbalance: ``none``, ``class_weight``, ``oversample`` (RandomOverSampler) or ``smote``.
-        scale: add a StandardScaler (pooled models only; sequence models standardise inside).
+        scale: add a StandardScaler (pooled models that are not scale-invariant; sequence models
+            standardise inside).
         seed: random state of resampler and classifier.
     """
     if spec.input == "sequence" and imbalance in ("oversample", "smote"):
         raise ConfigError(f"model '{spec.name}' takes frame sequences; use --imbalance "
                           "class_weight instead of resampling")
     steps: list[tuple[str, Any]] = []
-    if scale and spec.input == "pooled":
+    if scale and spec.input == "pooled" and not spec.scale_invariant:
         steps.append(("scale", StandardScaler()))
     if imbalance == "oversample":
         steps.append(("resample", RandomOverSampler(random_state=seed)))

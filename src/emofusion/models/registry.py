@@ -28,6 +28,8 @@ class ModelSpec:
             object array of frame sequences described in docs/ARCHITECTURE.md.
         multimodal: True when one estimator consumes all modalities at once (model-level fusion).
         supports_class_weight: whether ``class_weight`` changes the estimator.
+        scale_invariant: the model gives the same predictions for any per-feature affine
+            rescaling of its input (so no StandardScaler is put in front of it).
     """
 
     name: str
@@ -37,6 +39,7 @@ class ModelSpec:
     input: InputKind = "pooled"
     multimodal: bool = False
     supports_class_weight: bool = True
+    scale_invariant: bool = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

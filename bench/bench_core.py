@@ -1,0 +1,148 @@
+"""Core-engine benchmark on a generated IEMOCAP-size corpus (5,531 utterances, visual T ~ 30).
+
+Measures the default protocol (3 modalities + early + both late fusions + stacking, nested
+search, leave-one-speaker-out) cold (no pooled cache) and warm (cache present), each in a fresh
+process, with peak memory; then the published course pipeline (mean pool -> StandardScaler ->
+RandomOverSampler -> GridSearchCV 5-fold over the SVC and RF grids, per modality and
+concatenated, majority vote) on the same data. The course pipeline takes hours for all ten
+folds on 2 cores, so it runs on the first `--baseline-folds` outer folds and its time is
+extrapolated linearly to ten; F1-micro is compared on exactly those folds.
+
+Prints one JSON line. Usage: python bench/bench_core.py [--baseline-folds 1] [--data DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_UTTERANCES = 5531
+
+
+def ensure_data(folder: Path) -> Path:
+    """Generate the corpus once (kept between benchmark runs)."""
+    from emofusion.data.demo import write_demo_dataset
+
+    csv = folder / "dataset.csv"
+    if not csv.is_file():
+        write_demo_dataset(folder, n_utterances=N_UTTERANCES, seed=1, bad_files=False)
+    return csv
+
+
+def timed_run_in_subprocess(csv: Path, out: Path, cache: Path) -> dict:
+    """Run the default protocol in a fresh interpreter; wall time and peak RSS (MiB)."""
+    code = (
+        "import json,resource,time,sys;from emofusion import run, build_config;"
+        f"c=build_config({{'dataset':r'{csv}','out':r'{out}','cache_dir':r'{cache}','jobs':2}});"
+        "t=time.perf_counter();r=run(c,progress=False);w=time.perf_counter()-t;"
+        "s=r.metrics['systems'];"
+        "print(json.dumps({'seconds':w,'f1_micro':{k:v['pooled']['f1_micro'] for k,v in s.items()},"
+        "'ua':{k:v['pooled']['ua'] for k,v in s.items()},"
+        "'fold_f1':{k:[f['f1_micro'] for f in v['per_fold']] for k,v in s.items()},"
+        "'peak_mib_self':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
+        "'peak_mib_children':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def course_pipeline_fold(X_by_modality: dict[str, np.ndarray], y: np.ndarray, train, test,
+                         seed: int = 0) -> dict[str, np.ndarray]:
+    """The published solution on one outer fold: per modality and concatenated, the better of
+    the SVC and RF grid searches (5-fold CV, not grouped), then a majority vote."""
+    from imblearn.over_sampling import RandomOverSampler
+    from imblearn.pipeline import Pipeline
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    grids = [(SVC(random_state=seed), {"clf__C": [0.1, 1, 10], "clf__kernel": ["linear", "rbf", "poly"]}),
+             (RandomForestClassifier(random_state=seed),
+              {"clf__n_estimators": [50, 100, 200], "clf__max_depth": [None, 10, 20]})]
+    predictions = {}
+    inputs = dict(X_by_modality)
+    inputs["early"] = np.hstack(list(X_by_modality.values()))
+    for name, X in inputs.items():
+        searches = []
+        for classifier, grid in grids:
+            pipe = Pipeline([("scale", StandardScaler()), ("ros", RandomOverSampler(random_state=seed)),
+                             ("clf", classifier)])
+            searches.append(GridSearchCV(pipe, grid, cv=5, n_jobs=2).fit(X[train], y[train]))
+        best = max(searches, key=lambda s: s.best_score_)
+        predictions[name] = best.predict(X[test])
+    votes = np.stack([predictions[m] for m in X_by_modality])
+    predictions["late_vote"] = np.array([np.bincount(col, minlength=4).argmax() for col in votes.T])
+    return predictions
+
+
+def run_course_baseline(csv: Path, cache: Path, n_folds: int) -> dict:
+    from emofusion import build_config
+    from emofusion.evaluation.splits import make_outer_folds
+    from emofusion.runner import prepare_data
+
+    config = build_config({"dataset": csv, "cache_dir": cache,
+                           "pooling": {"visual": "mean", "acoustic": "mean", "lexical": "mean"}})
+    data = prepare_data(config)
+    y = data.manifest.y
+    folds = make_outer_folds("speaker", data.manifest.table, y)[:n_folds]
+    start = time.perf_counter()
+    f1 = {}
+    for fold in folds:
+        predictions = course_pipeline_fold(data.features, y, fold.train, fold.test)
+        for name, predicted in predictions.items():
+            f1.setdefault(name, []).append(float(np.mean(predicted == y[fold.test])))
+    seconds = time.perf_counter() - start
+    return {"folds_run": n_folds, "seconds": seconds,
+            "seconds_extrapolated_10_folds": seconds * 10 / n_folds,
+            "fold_f1_micro": f1}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path.home() / ".cache/emofusion/bench/course5531")
+    parser.add_argument("--baseline-folds", type=int, default=1, help="0 skips the course pipeline")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    csv = ensure_data(args.data)
+    generate_seconds = time.perf_counter() - start
+    work = Path(tempfile.mkdtemp(prefix="emofusion-bench-"))
+    cache = work / "cache"
+    cold = timed_run_in_subprocess(csv, work / "cold", cache)
+    warm = timed_run_in_subprocess(csv, work / "warm", cache)
+    result = {
+        "benchmark": "core_default_protocol", "n_utterances": N_UTTERANCES, "cores": 2,
+        "generate_seconds": round(generate_seconds, 1),
+        "cold_seconds": round(cold["seconds"], 1), "warm_seconds": round(warm["seconds"], 1),
+        "peak_mib": round(max(cold["peak_mib_self"], cold["peak_mib_children"]), 0),
+        "f1_micro": {k: round(v, 4) for k, v in warm["f1_micro"].items()},
+        "ua": {k: round(v, 4) for k, v in warm["ua"].items()},
+    }
+    if args.baseline_folds:
+        baseline = run_course_baseline(csv, cache, args.baseline_folds)
+        n = args.baseline_folds
+        ours = {k: round(float(np.mean(v[:n])), 4) for k, v in warm["fold_f1"].items()}
+        result["course_pipeline"] = {
+            "folds_run": n, "seconds": round(baseline["seconds"], 1),
+            "seconds_extrapolated_10_folds": round(baseline["seconds_extrapolated_10_folds"], 1),
+            "f1_micro_same_folds": {k: round(float(np.mean(v)), 4)
+                                    for k, v in baseline["fold_f1_micro"].items()},
+            "emofusion_f1_micro_same_folds": ours,
+        }
+        result["speedup_vs_course_pipeline_warm"] = round(
+            baseline["seconds_extrapolated_10_folds"] / warm["seconds"], 1)
+    result["peak_mib_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
