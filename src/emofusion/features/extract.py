@@ -359,10 +359,15 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[first:first + size] for first in range(0, len(items), size)]
 
 
+MIN_PARALLEL_ITEMS = 48
+"""Fewer pending utterances than this run in this process: starting worker processes (importing
+librosa, openSMILE, ... in each) costs more than it saves on small jobs."""
+
+
 def _run_chunks(name: str, params: dict[str, Any], chunks: list[list[tuple[str, dict]]],
                 jobs: int) -> Iterator[tuple[list[tuple[str, dict]], list]]:
     """Yield ``(chunk, outcome)`` as chunks finish: in this process or in loky workers."""
-    if jobs <= 1 or len(chunks) <= 1:
+    if jobs <= 1 or len(chunks) <= 1 or sum(map(len, chunks)) < MIN_PARALLEL_ITEMS:
         for chunk in chunks:
             yield chunk, _extract_chunk(name, params, chunk)
         return
@@ -388,6 +393,8 @@ def _extract_modality(spec: ModalitySpec, extractor: Extractor, folder: FeatureF
     keys = {item["utterance_id"]: source_key(extractor.source, item) for item in items}
     done = {uid: folder.cached(uid, key) for uid, key in keys.items()}
     pending = [item for item in items if done[item["utterance_id"]] is None]
+    if extractor.source == "text":  # similar lengths per batch: less padding
+        pending.sort(key=lambda item: len(item["transcript"]))
     task = progress.task(spec.modality, len(items), len(items) - len(pending))
     jobs = 1 if extractor.in_process else max(jobs, 1)
     size = max(1, min(extractor.chunk_size, math.ceil(len(pending) / (jobs * 4))))

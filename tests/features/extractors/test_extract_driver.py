@@ -169,7 +169,8 @@ def test_visual_stats_and_no_face_failure(media, tmp_path):
     assert failure["utterance_id"] == "utt1" and "no face" in failure["reason"]
 
 
-def test_parallel_run_matches_serial_run(media, tmp_path):
+def test_parallel_run_matches_serial_run(media, tmp_path, monkeypatch):
+    monkeypatch.setattr("emofusion.features.extract.MIN_PARALLEL_ITEMS", 0)
     table = make_table(media["wavs"])
     serial = extract_corpus(table, LABELS, tmp_path / "serial", ["mfcc", "spectrogram3"],
                             jobs=1, progress=False)
