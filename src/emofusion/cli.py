@@ -97,7 +97,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _single_inputs(args: argparse.Namespace, model) -> dict[str, np.ndarray]:
     from emofusion.features.extract import extract_single
 
-    arrays = {m: np.load(p, allow_pickle=False) for m, p in _key_values(args.npy, "--npy").items()}
+    arrays = {}
+    for modality, path in _key_values(args.npy, "--npy").items():
+        try:
+            arrays[modality] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--npy {modality}={path}: cannot read it as a .npy array ({exc})") from exc
     if args.wav or args.text or args.video:
         if not model.card.extractors:
             raise ConfigError("this model was trained on pre-extracted features; give --npy "

@@ -141,12 +141,18 @@ def _system_inputs(data: PreparedData, config: RunConfig, spec: ModelSpec) -> di
     return inputs
 
 
-def _check_split(data: PreparedData, config: RunConfig, folds) -> None:
+def _checked_folds(data: PreparedData, config: RunConfig):
+    """The outer folds, after checking the split is possible (before the splitter can fail on
+    it, e.g. k5 with 3 speakers) and that every training fold has every class."""
     table, y = data.manifest.table, data.manifest.y
-    problems = split_problems(config.split, table) or fold_problems(
-        folds, table, y, data.manifest.label_names)
+    problems = split_problems(config.split, table)
     if problems:
         raise DataProblemError(problems)
+    folds = make_outer_folds(config.split, table, y, config.seed)
+    problems = fold_problems(folds, table, y, data.manifest.label_names)
+    if problems:
+        raise DataProblemError(problems)
+    return folds
 
 
 @contextlib.contextmanager
@@ -213,8 +219,7 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
     spec = get_model(config.model)
     data = prepare_data(config)
     manifest, y = data.manifest, data.manifest.y
-    folds = make_outer_folds(config.split, manifest.table, y, config.seed)
-    _check_split(data, config, folds)
+    folds = _checked_folds(data, config)
     run_warnings = []
     if config.split == "random":
         warnings.warn(RANDOM_SPLIT_WARNING, stacklevel=2)

@@ -128,13 +128,17 @@ def _is_course_layout(frame: pd.DataFrame) -> bool:
     return "file_name_list" in frame.columns or "emotion_labels" in frame.columns
 
 
-def _check_columns(frame: pd.DataFrame, csv_path: Path, require_labels: bool) -> None:
+def _check_columns(frame: pd.DataFrame, csv_path: Path, require_labels: bool,
+                   course: bool = False) -> None:
     required = ["utterance_id", "speaker", "label"] if require_labels else ["utterance_id"]
     missing = [c for c in required if c not in frame.columns]
     has_features = any(c.endswith(FEATURE_SUFFIX) for c in frame.columns)
+    # a course-layout CSV is told its own column names (emotion_labels, not label)
+    shown = {new: old for old, new in COURSE_RENAMES.items()} if course else {}
+    found = [shown.get(c, c) for c in frame.columns]
     problems = [
-        Problem(f"missing column '{c}'", f"add the column '{c}' (found: {list(frame.columns)})",
-                path=str(csv_path))
+        Problem(f"missing column '{shown.get(c, c)}'",
+                f"add the column '{shown.get(c, c)}' (found: {found})", path=str(csv_path))
         for c in missing
     ]
     if not has_features:
@@ -204,7 +208,7 @@ def load_manifest(csv_path: Path | str, features_root: Path | str | None = None,
     sidecar = _read_sidecar(csv_path)
     course = _is_course_layout(frame)
     frame = frame.rename(columns=COURSE_RENAMES) if course else frame
-    _check_columns(frame, csv_path, require_labels)
+    _check_columns(frame, csv_path, require_labels, course)
     for column in ("label", "speaker"):
         if column not in frame.columns:
             frame[column] = ""

@@ -28,7 +28,14 @@ def _tails(path_text: str) -> list[str]:
     return ["/".join(parts[i:]) for i in range(len(parts))]
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def _parse_npy(raw: bytes, where: str) -> np.ndarray:
+    # np.load would open a zip as an NpzFile and report other bytes as "pickled data"
+    if not raw.startswith(NPY_MAGIC):
+        what = "the file is empty" if not raw else "no .npy header: a .npz, text or media file?"
+        raise FeatureFileError(f"not a .npy file ({what})")
     try:
         return np.load(io.BytesIO(raw), allow_pickle=False)
     except Exception as exc:  # numpy raises several types for bad bytes

@@ -43,6 +43,7 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_LOADED: dict[str, bool] = {"classical": False, "deep": False}
 
 
 def register(spec: ModelSpec) -> ModelSpec:
@@ -53,17 +54,22 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def _load_builtin_models() -> None:
-    from emofusion.models import classical  # noqa: F401  (registers on import)
+def _load_builtin_models(deep: bool = True) -> None:
+    """Import the built-in model modules (they register on import); the deep ones (torch) only
+    when `deep`. Tracked per group, so importing one group directly does not hide the other."""
+    if not _LOADED["classical"]:
+        from emofusion.models import classical  # noqa: F401  (registers on import)
 
-    with contextlib.suppress(ImportError):  # without torch the deep models are not listed
-        from emofusion.models import deep  # noqa: F401
+        _LOADED["classical"] = True
+    if deep and not _LOADED["deep"]:
+        _LOADED["deep"] = True
+        with contextlib.suppress(ImportError):  # without torch the deep models are not listed
+            from emofusion.models import deep  # noqa: F401
 
 
 def available_models() -> dict[str, ModelSpec]:
     """All registered models by name."""
-    if not _REGISTRY:
-        _load_builtin_models()
+    _load_builtin_models()
     return dict(_REGISTRY)
 
 
@@ -71,7 +77,8 @@ def get_model(name: str) -> ModelSpec:
     """Look a model up by name, with a clear error listing the known names."""
     from emofusion.errors import ConfigError
 
-    models = available_models()
+    _load_builtin_models(deep=False)  # classical names need no torch import (fold workers)
+    models = dict(_REGISTRY) if name in _REGISTRY else available_models()
     if name not in models:
         known = ", ".join(sorted(models))
         hint = " (deep models need: pip install 'emofusion[deep]')" if "gru" not in models else ""
