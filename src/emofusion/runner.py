@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from rich.table import Table
 
 from emofusion.config import RunConfig
 from emofusion.data.manifest import Manifest, load_manifest
-from emofusion.errors import DataProblemError, Problem
+from emofusion.errors import ConfigError, DataProblemError, Problem
 from emofusion.evaluation.audit import build_audit
 from emofusion.evaluation.experiment import (
     FoldOutput,
@@ -79,8 +79,23 @@ class RunResult:
         return summary_table(self.metrics)
 
 
+TRANSCRIPT = "transcript"
+
+
+def _transcripts(manifest: Manifest) -> tuple[dict[str, Any], list[Problem], dict[str, int]]:
+    if TRANSCRIPT not in manifest.table.columns:
+        raise ConfigError("this model reads transcripts: the dataset needs a 'transcript' column "
+                          "(emofusion extract writes one for corpora with text)")
+    texts = manifest.table[TRANSCRIPT].astype(str)
+    problems = [Problem("empty transcript", "fill it in or use --on-bad-file skip", utterance_id=uid)
+                for uid in manifest.table.loc[texts.str.strip() == "", "utterance_id"]]
+    return {TRANSCRIPT: texts.to_numpy(dtype=object)}, problems, {TRANSCRIPT: 0}
+
+
 def _load_features(manifest: Manifest, config: RunConfig, spec: ModelSpec,
                    jobs: int) -> tuple[dict[str, Any], list[Problem], dict[str, int]]:
+    if spec.input == "text":
+        return _transcripts(manifest)
     features: dict[str, Any] = {}
     problems: list[Problem] = []
     widths: dict[str, int] = {}
@@ -123,11 +138,15 @@ def prepare_data(config: RunConfig) -> PreparedData:
     if dataset_level:
         raise DataProblemError(dataset_level)
     keep = ~manifest.table["utterance_id"].isin(bad_ids).to_numpy()
+    if spec.input == "text":
+        manifest = replace(manifest, modalities=(TRANSCRIPT,))
     return PreparedData(manifest.without(bad_ids), _drop(features, keep), problems, widths)
 
 
 def _system_inputs(data: PreparedData, config: RunConfig, spec: ModelSpec) -> dict[str, Any]:
     modalities = list(data.manifest.modalities)
+    if spec.input == "text":
+        return {TRANSCRIPT: data.features[TRANSCRIPT][:, None]}
     if spec.input == "sequence":
         inputs = {m: as_object_array([data.features[m]]) for m in modalities}
         all_modalities = as_object_array([data.features[m] for m in modalities])

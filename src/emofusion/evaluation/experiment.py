@@ -22,10 +22,10 @@ from threadpoolctl import threadpool_limits
 
 from emofusion.config import RunConfig
 from emofusion.evaluation.nested import fit_with_search
-from emofusion.evaluation.splits import OuterFold
+from emofusion.evaluation.splits import OuterFold, inner_folds
 from emofusion.features.normalization import speaker_normalise
 from emofusion.fusion.late import combine_probabilities
-from emofusion.fusion.stacking import inner_folds, make_meta_learner, out_of_fold_probabilities
+from emofusion.fusion.stacking import make_meta_learner, out_of_fold_probabilities
 from emofusion.models.pipeline import build_pipeline
 from emofusion.models.registry import ModelSpec, get_model
 

@@ -143,6 +143,13 @@ def fold_problems(folds: list[OuterFold], table: pd.DataFrame, y: np.ndarray,
     return problems
 
 
+def inner_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: int = 0):
+    """(train, held-out) index pairs: grouped by speaker when groups are given, else stratified."""
+    if groups is not None and len(set(groups)) >= 2:
+        return list(GroupKFold(n_splits=min(n_folds, len(set(groups)))).split(y, y, groups))
+    return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(y, y))
+
+
 def inner_splitter(train_speakers: np.ndarray, inner_folds: int) -> GroupKFold:
     """Speaker-grouped inner CV for the training part of one outer fold."""
     return GroupKFold(n_splits=min(inner_folds, len(set(train_speakers))))

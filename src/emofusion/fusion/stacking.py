@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
+from emofusion.evaluation.splits import inner_folds
 from emofusion.fusion.late import LateFusionClassifier, select_columns
 
 
@@ -21,11 +21,21 @@ def make_meta_learner(seed: int = 0) -> LogisticRegression:
     return LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
 
 
-def inner_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: int = 0):
-    """Speaker-grouped folds when groups are given, else stratified folds."""
-    if groups is not None and len(set(groups)) >= 2:
-        return list(GroupKFold(n_splits=min(n_folds, len(set(groups)))).split(y, y, groups))
-    return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(y, y))
+def frozen_clone(estimator):
+    """An unfitted copy of `estimator` with the hyper-parameters its own internal search chose.
+
+    Estimators that tune themselves (like `ShrinkageLDA(shrinkage="cv")`) report the choice in
+    ``best_params_``; fixing it means refits on subsets (out-of-fold probabilities) do not
+    search again. Works on a single estimator or on the steps of a Pipeline.
+    """
+    copy = clone(estimator)
+    steps = getattr(estimator, "steps", None)
+    if steps is None:
+        return copy.set_params(**getattr(estimator, "best_params_", {}))
+    for name, step in steps:
+        chosen = getattr(step, "best_params_", {})
+        copy.set_params(**{f"{name}__{key}": value for key, value in chosen.items()})
+    return copy
 
 
 def out_of_fold_probabilities(estimator, X, y: np.ndarray, folds, n_classes: int) -> np.ndarray:
@@ -35,8 +45,9 @@ def out_of_fold_probabilities(estimator, X, y: np.ndarray, folds, n_classes: int
     probability 0.
     """
     out = np.zeros((len(y), n_classes))
+    template = frozen_clone(estimator)
     for train, held_out in folds:
-        model = clone(estimator).fit(X[train], y[train])
+        model = clone(template).fit(X[train], y[train])
         out[np.ix_(held_out, model.classes_)] = model.predict_proba(X[held_out])
     return out
 

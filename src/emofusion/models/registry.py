@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-InputKind = Literal["pooled", "sequence"]
+InputKind = Literal["pooled", "sequence", "text"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class ModelSpec:
             ``"balanced"`` or ``None`` and is ignored by models that cannot weight classes.
         grid: default hyper-parameter grid, keys are the estimator's own parameter names.
         input: ``"pooled"`` for (n, d) float matrices, ``"sequence"`` for the (n, n_modalities)
-            object array of frame sequences described in docs/ARCHITECTURE.md.
+            object array of frame sequences described in docs/ARCHITECTURE.md, ``"text"`` for an
+            (n, 1) object array of transcripts.
         multimodal: True when one estimator consumes all modalities at once (model-level fusion).
         supports_class_weight: whether ``class_weight`` changes the estimator.
         scale_invariant: the model gives the same predictions for any per-feature affine

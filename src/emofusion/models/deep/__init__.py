@@ -112,7 +112,7 @@ _SPECS = [
         "Fine-tunes a local text encoder (default all-MiniLM-L6-v2) on raw transcripts",
         lambda seed, cw: TextFinetuneClassifier(random_state=seed, class_weight=cw),
         grid={},
-        input="text",  # type: ignore[arg-type]  # X = (n, 1) object array of transcripts
+        input="text",  # X = (n, 1) object array of transcripts
     ),
     ModelSpec(
         "e2e_fusion_head",
