@@ -1,0 +1,93 @@
+"""Shared fixtures: isolated cache and plotting backend, generated demo datasets, one real run.
+
+Everything here is session-scoped so that the generated data (and the one full speaker-split run
+several test files look at) is made once per test session.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# before any test module can import matplotlib (the fixture below only starts with the tests)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Small widths and frame counts keep the generated data (and every run on it) fast.
+DEMO_WIDTHS = {"visual": 32, "acoustic": 16, "lexical": 24}
+DEMO_FRAMES = {"visual": 8, "acoustic": 6, "lexical": 1}
+DEMO_UTTERANCES = 360
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Pooled-feature cache in a temporary folder (never ~/.cache) and a headless plot backend."""
+    cache = tmp_path_factory.mktemp("emofusion-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EMOFUSION_CACHE_DIR", str(cache))
+        patch.setenv("MPLBACKEND", "Agg")
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real-data folder beside the repository (``../shared/data``); skips when absent."""
+    path = REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared data folder {path} is not available")
+    return path
+
+
+def write_small_demo(out_dir: Path, **kwargs) -> Path:
+    """`write_demo_dataset` with the small test widths; returns dataset.csv."""
+    from emofusion.data.demo import write_demo_dataset
+
+    options = {"n_utterances": DEMO_UTTERANCES, "widths": DEMO_WIDTHS, "mean_frames": DEMO_FRAMES}
+    return write_demo_dataset(out_dir, **{**options, **kwargs})
+
+
+@pytest.fixture(scope="session")
+def small_demo_writer():
+    """The function writing a small-width demo dataset (keyword arguments as write_demo_dataset)."""
+    return write_small_demo
+
+
+@pytest.fixture(scope="session")
+def demo_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Course-layout demo data (360 utterances, 10 speakers) with the five planted bad files."""
+    return write_small_demo(tmp_path_factory.mktemp("demo-bad"), bad_files=True)
+
+
+@pytest.fixture(scope="session")
+def clean_demo_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same demo data without planted problems (identical table and good files)."""
+    return write_small_demo(tmp_path_factory.mktemp("demo-clean"), bad_files=False)
+
+
+@pytest.fixture(scope="session")
+def speaker_run(clean_demo_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One complete `emofusion run` (leave one speaker out, every system) on the clean demo
+    data, through the command line with a YAML config; returns the run folder."""
+    from emofusion.cli import main
+
+    base = tmp_path_factory.mktemp("speaker-run")
+    config = base / "run.yaml"
+    config.write_text("n_bootstrap: 100\ninner_folds: 3\nseed: 0\n")
+    out = base / "run"
+    code = main(["run", str(clean_demo_csv), "--config", str(config), "--out", str(out),
+                 "--jobs", "1", "--cache-dir", str(base / "cache")])
+    assert code == 0
+    return out
+
+
+@pytest.fixture
+def fast_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip metrics/plots/report writing in `emofusion.run` (predictions.csv is still written);
+    for tests that only look at predictions."""
+    import emofusion.report.writer
+
+    monkeypatch.setattr(emofusion.report.writer, "write_report", lambda *args, **kwargs: {})
