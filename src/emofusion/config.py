@@ -35,7 +35,9 @@ class RunConfig(BaseModel):
     split: str = Field("speaker", description="speaker | session | k<N> | random | official | transcript")
     pooling: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_POOLING),
                                     description="pooling per modality: mean | max | std | stats")
-    default_pooling: str = Field("mean", description="pooling for modalities not in `pooling`")
+    default_pooling: str = Field(
+        "auto", description="pooling for modalities not in `pooling`; auto = stats for frame "
+        "sequences, mean for utterance vectors (from features.json)")
     model: str = Field("lda", description="model for unimodal and early-fusion systems")
     param_grid: dict[str, list[Any]] | None = Field(None, description="override the model's grid")
     scaling: Literal["standard", "speaker", "speaker_strict", "none"] = "standard"
@@ -70,9 +72,12 @@ class RunConfig(BaseModel):
         raise ValueError("split must be speaker, session, k<N> (e.g. k5), random, official "
                          "or transcript")
 
-    def pooling_for(self, modality: str) -> str:
-        """The pooling method of one modality."""
-        return self.pooling.get(modality, self.default_pooling)
+    def pooling_for(self, modality: str, kind: str | None = None) -> str:
+        """The pooling method of one modality; `kind` ("sequence" / "vector") resolves auto."""
+        method = self.pooling.get(modality, self.default_pooling)
+        if method == "auto":
+            return "mean" if kind == "vector" else "stats"
+        return method
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -74,6 +74,10 @@ def _speaker_fallback(data: PreparedData) -> dict[str, list[list[float]]]:
             for modality, features in data.features.items() if isinstance(features, np.ndarray)}
 
 
+def _kind(data: PreparedData, modality: str) -> str | None:
+    return data.manifest.modality_info.get(modality, {}).get("kind")
+
+
 def train_model(config: RunConfig, system: str) -> SavedModel:
     """Fit `system` (a modality, ``early``, ``late_vote``, ``late_mean`` or ``stacking``) on every
     utterance of the config's dataset."""
@@ -88,7 +92,7 @@ def train_model(config: RunConfig, system: str) -> SavedModel:
     estimator = _fit_system(config, spec, system, inputs, data.manifest.y, data.manifest.speakers)
     card = ModelCard(
         label_names=list(data.manifest.label_names), modalities=modalities,
-        widths=data.widths, pooling={m: config.pooling_for(m) for m in modalities},
+        widths=data.widths, pooling={m: config.pooling_for(m, _kind(data, m)) for m in modalities},
         system=system, model=config.model, input=spec.input, scaling=config.scaling,
         speaker_fallback=_speaker_fallback(data) if config.scaling.startswith("speaker") else {},
         extractors={m: data.manifest.modality_info[m] for m in modalities

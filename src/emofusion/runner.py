@@ -105,7 +105,7 @@ def _load_features(manifest: Manifest, config: RunConfig, spec: ModelSpec,
             data = load_modality(manifest, modality, [], jobs=jobs, keep_sequences=True)
             features[modality] = data.sequences
         else:
-            pooling = config.pooling_for(modality)
+            pooling = config.pooling_for(modality, manifest.modality_info.get(modality, {}).get("kind"))
             data = cache.load(manifest, modality, [pooling], jobs=jobs)
             features[modality] = data.pooled[pooling]
         problems += data.problems
