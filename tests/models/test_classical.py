@@ -296,3 +296,10 @@ def test_late_fusion_classifier_is_a_usable_sklearn_estimator():
     scores = cross_val_score(model, X, y, groups=groups, cv=GroupKFold(3))
     assert scores.shape == (3,) and (scores > 1 / 3).all()
     assert model.get_params()["rule"] == "vote"
+
+
+def test_calibrated_svc_passes_check_estimator_and_keeps_the_course_grid():
+    from emofusion.models.classical import CalibratedSVC
+
+    check_estimator(CalibratedSVC())
+    assert set(SVM_GRID) <= set(CalibratedSVC().get_params())

@@ -6,14 +6,60 @@ its shrinkage chosen by an efficient speaker-grouped search inside the training 
 
 from __future__ import annotations
 
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emofusion.models.lda import ShrinkageLDA
 from emofusion.models.registry import ModelSpec, register
+
+
+class CalibratedSVC(ClassifierMixin, BaseEstimator):
+    """An SVC with calibrated probabilities (sigmoid calibration on internal 5-fold CV of the
+    training data, one final SVC), exposing the SVC's own hyper-parameters for grid search.
+
+    This is what ``SVC(probability=True)`` did before scikit-learn deprecated it in favour of
+    ``CalibratedClassifierCV(SVC(), ensemble=False)``.
+    """
+
+    def __init__(self, C=1.0, kernel="rbf", gamma="scale", degree=3, class_weight=None,
+                 random_state=None):
+        self.C = C
+        self.kernel = kernel
+        self.gamma = gamma
+        self.degree = degree
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    def fit(self, X, y):
+        """Fit on X (n, d), y (n,)."""
+        X, y = validate_data(self, X, y, accept_sparse=True)
+        svc = SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, degree=self.degree,
+                  class_weight=self.class_weight, random_state=self.random_state)
+        self.calibrated_ = CalibratedClassifierCV(svc, ensemble=False).fit(X, y)
+        self.classes_ = self.calibrated_.classes_
+        return self
+
+    def predict_proba(self, X):
+        """(n, n_classes) calibrated probabilities."""
+        check_is_fitted(self)
+        return self.calibrated_.predict_proba(X)
+
+    def predict(self, X):
+        """The SVC's own decision per row, shape (n,) (as ``SVC.predict``; it honours
+        class weights, which the probability calibration does not)."""
+        check_is_fitted(self)
+        return self.calibrated_.calibrated_classifiers_[0].estimator.predict(X)
 
 
 def _spec(name: str, description: str, build, grid=None, weighted: bool = True,
@@ -28,10 +74,10 @@ _spec("lda", "Shrinkage LDA, shrinkage searched over speaker-grouped inner folds
 _spec("lda_lw", "Shrinkage LDA with the analytic Ledoit-Wolf intensity (no search)",
       lambda seed, cw: ShrinkageLDA(shrinkage="auto", class_weight=cw), scale_invariant=True)
 _spec("svm", "SVC with probabilities; grid C {0.1,1,10} x kernel {linear,rbf,poly} (course grid)",
-      lambda seed, cw: SVC(probability=True, class_weight=cw, random_state=seed),
+      lambda seed, cw: CalibratedSVC(class_weight=cw, random_state=seed),
       {"C": [0.1, 1, 10], "kernel": ["linear", "rbf", "poly"]})
 _spec("svm_rbf", "RBF SVC with probabilities; grid C {1,10}",
-      lambda seed, cw: SVC(kernel="rbf", probability=True, class_weight=cw, random_state=seed),
+      lambda seed, cw: CalibratedSVC(kernel="rbf", class_weight=cw, random_state=seed),
       {"C": [1, 10]})
 _spec("logreg", "Multinomial logistic regression; grid C {0.01,0.1,1}",
       lambda seed, cw: LogisticRegression(max_iter=2000, class_weight=cw),
