@@ -156,7 +156,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         extractors += MODALITY_GROUPS.get(item.strip(), [item.strip()])
     csv = extract_corpus(corpus.table, list(corpus.label_names), args.out, extractors,
                          jobs=args.jobs, on_bad=args.on_bad_file, corpus=corpus.description)
-    console.print(f"features written; next: emofusion run {csv} --out runs/{args.corpus}")
+    split = " --split official" if "split" in corpus.table.columns else ""
+    console.print(f"features written; next: emofusion run {csv} --out runs/{args.corpus}{split}")
     return 0
 
 

@@ -30,11 +30,22 @@ def corpus_summary(table: CorpusTable | pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+MAX_ROWS = 30
+"""Rows shown per count table; corpora with more speakers (MELD has ~300 characters) show the
+largest ones and one line summing the rest."""
+
+
 def _crosstab(frame: pd.DataFrame, column: str, labels: list[str]) -> str:
-    """A `column` x label count table with totals, as text."""
+    """A `column` x label count table with totals, as text (at most `MAX_ROWS` rows)."""
     table = pd.crosstab(frame[column], frame["label"]).reindex(columns=labels, fill_value=0)
     table["total"] = table.sum(axis=1)
-    table.loc["total"] = table.sum(axis=0)
+    totals = table.sum(axis=0)
+    if len(table) > MAX_ROWS:
+        order = table["total"].sort_values(ascending=False, kind="stable").index
+        rest = table.loc[order[MAX_ROWS:]]
+        table = table.loc[order[:MAX_ROWS]]
+        table.loc[f"({len(rest)} more)"] = rest.sum(axis=0)
+    table.loc["total"] = totals
     table.index.name = column
     table.columns.name = None
     return table.to_string()
