@@ -500,6 +500,24 @@ def _modality_entry(spec: ModalitySpec, extractor: Extractor, folder: FeatureFol
     return {**entry, "stats": stats} if stats else entry
 
 
+def _check_sources(specs: list[ModalitySpec], built: dict[str, Extractor],
+                   items: list[dict]) -> None:
+    """Refuse, before any work, modalities whose input is absent for every utterance (e.g. the
+    default ``audio,text`` on MELD's text-only CSVs): otherwise every utterance would fail."""
+    absent = [spec.modality for spec in specs
+              if not any(item[SOURCE_COLUMNS[built[spec.modality].source]].strip()
+                         for item in items)]
+    if not absent or not items:
+        return
+    have = [group for group, column in SOURCE_COLUMNS.items()
+            if any(item[column].strip() for item in items)]
+    raise ConfigError(
+        f"No utterance has the input of {', '.join(absent)} "
+        f"({', '.join(sorted({built[m].source for m in absent}))}): the corpus has "
+        f"{', '.join(have) if have else 'no media or transcripts'} only. Choose modalities it "
+        f"has, e.g. --modalities {','.join(have) or 'text'}.")
+
+
 def _report(failed: list[dict], n_utterances: int, n_kept: int, on_bad: str) -> None:
     if not failed:
         return
@@ -507,7 +525,7 @@ def _report(failed: list[dict], n_utterances: int, n_kept: int, on_bad: str) -> 
                         f["path"]) for f in failed]
     if on_bad == "fail":
         raise DataProblemError(problems, hint=(
-            "Fix or remove these utterances, or rerun with on_bad='skip' (--on-bad skip) to leave "
+            "Fix or remove these utterances, or rerun with on_bad='skip' (--on-bad-file skip) to leave "
             "them out. Features already extracted are cached and will be reused."))
     if n_kept == 0:
         raise DataProblemError(problems, hint="Extraction failed for every utterance.")
@@ -552,6 +570,7 @@ def extract_corpus(
     specs = resolve_extractors(extractors)
     built = {spec.modality: build_extractor(spec.extractor, spec.params) for spec in specs}
     items, failed = _items(table), []
+    _check_sources(specs, built, items)
     folders = {spec.modality: FeatureFolder(out_dir, spec.modality, {
         "extractor": spec.extractor, "version": built[spec.modality].version,
         "params": built[spec.modality].params()}).open() for spec in specs}
