@@ -72,6 +72,7 @@ def course_pipeline_fold(X_by_modality: dict[str, np.ndarray], y: np.ndarray, tr
     inputs = dict(X_by_modality)
     inputs["early"] = np.hstack(list(X_by_modality.values()))
     for name, X in inputs.items():
+        started = time.perf_counter()
         searches = []
         for classifier, grid in grids:
             pipe = Pipeline([("scale", StandardScaler()), ("ros", RandomOverSampler(random_state=seed)),
@@ -79,6 +80,8 @@ def course_pipeline_fold(X_by_modality: dict[str, np.ndarray], y: np.ndarray, tr
             searches.append(GridSearchCV(pipe, grid, cv=5, n_jobs=2).fit(X[train], y[train]))
         best = max(searches, key=lambda s: s.best_score_)
         predictions[name] = best.predict(X[test])
+        print(f"course pipeline: {name} done in {time.perf_counter() - started:.0f} s",
+              file=sys.stderr, flush=True)
     votes = np.stack([predictions[m] for m in X_by_modality])
     predictions["late_vote"] = np.array([np.bincount(col, minlength=4).argmax() for col in votes.T])
     return predictions
