@@ -6,6 +6,7 @@ reader collects every problem of a corpus before the finaliser decides whether t
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,9 +20,24 @@ def list_files(folder: Path, suffixes: Iterable[str], *, recursive: bool = False
     macOS copies of corpora often carry "._name.wav" resource files: they are not utterances.
     """
     wanted = {suffix.lower() for suffix in suffixes}
-    candidates = folder.rglob("*") if recursive else folder.glob("*")
+    candidates = _walk(folder) if recursive else folder.glob("*")
     return sorted(p for p in candidates
                   if p.suffix.lower() in wanted and not p.name.startswith(".") and p.is_file())
+
+
+def _walk(folder: Path) -> Iterable[Path]:
+    """Every entry below `folder`, following symlinked folders (a corpus assembled from links,
+    e.g. a subset of RAVDESS actors, is read like a copy); each real folder is visited once,
+    so a link loop ends."""
+    seen: set[str] = set()
+    for parent, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders.sort()  # deterministic: of two links to one folder, the first name is kept
+        yield from (Path(parent, name) for name in files)
 
 
 def match_names(
