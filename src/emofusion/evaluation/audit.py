@@ -47,7 +47,9 @@ def fitted_steps(config, model_input: str) -> list[str]:
         "folds of the training speakers (scoring: " + config.scoring + ")",
         "stacking meta-learner: trained on out-of-fold probabilities of the training speakers "
         "(speaker-grouped inner folds), applied once to the test fold",
-        "late fusion: no fitted parameters (vote / mean of the unimodal models' probabilities)",
+        "late fusion: no fitted parameters (late_mean averages the unimodal models' "
+        "probabilities; late_vote takes the majority class, ties going to the tied class with "
+        "the highest mean probability)",
     ]
     if config.imbalance in ("oversample", "smote"):
         steps.append(f"{config.imbalance}: applied inside the pipeline, after the split, to "
