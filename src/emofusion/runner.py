@@ -183,7 +183,7 @@ def _backend(config: RunConfig, sequence_model: bool):
         with distributed.Client(config.dask_scheduler) as client, parallel_config(backend="dask"):
             yield client
         return
-    with parallel_config(backend="threading" if sequence_model else "loky"):
+    with parallel_config(backend="loky"):
         yield None
 
 

@@ -121,6 +121,61 @@ def class_weights(class_weight, classes: np.ndarray, y_enc: np.ndarray) -> np.nd
     raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {class_weight!r}")
 
 
+class AdamW:
+    """AdamW (decoupled weight decay), the update of ``torch.optim.AdamW`` with its defaults
+    (betas 0.9/0.999, eps 1e-8, no amsgrad).
+
+    Why not ``torch.optim``: constructing any ``torch.optim.Optimizer`` imports ``torch._dynamo``
+    (its methods are wrapped in ``torch._disable_dynamo``), which costs seconds per process and
+    hundreds of MB; every fold worker and every ``emofusion predict``/``train`` paid it. This
+    class needs nothing but tensor ops. ``params`` is an iterable of parameters or of
+    ``{"params": ..., "lr": ...}`` groups, as for torch optimizers.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 1e-2,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        params = list(params)
+        groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups = []
+        for g in groups:
+            group = {"lr": lr, "weight_decay": weight_decay, "betas": betas, "eps": eps, **g}
+            group["params"] = [p for p in group["params"] if p.requires_grad]
+            self.param_groups.append(group)
+        self.state: dict[torch.Tensor, dict] = {}
+        self.steps = 0
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            lr, wd, (b1, b2), eps = group["lr"], group["weight_decay"], group["betas"], group["eps"]
+            grads = [p.grad for p in params]
+            for p in params:
+                if p not in self.state:
+                    self.state[p] = {"m": torch.zeros_like(p), "v": torch.zeros_like(p)}
+            m = [self.state[p]["m"] for p in params]
+            v = [self.state[p]["v"] for p in params]
+            if wd:
+                torch._foreach_mul_(params, 1.0 - lr * wd)
+            torch._foreach_lerp_(m, grads, 1.0 - b1)
+            torch._foreach_mul_(v, b2)
+            torch._foreach_addcmul_(v, grads, grads, 1.0 - b2)
+            bc1 = 1.0 - b1 ** self.steps
+            bc2 = 1.0 - b2 ** self.steps
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_div_(denom, math.sqrt(bc2))
+            torch._foreach_add_(denom, eps)
+            torch._foreach_addcdiv_(params, m, denom, -lr / bc1)
+
+
 class TorchClassifier(ClassifierMixin, BaseEstimator):
     """Base class: subclasses declare ``__init__`` parameters and the hooks below.
 
@@ -164,9 +219,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     def _build_module(cls, config: dict) -> torch.nn.Module:
         raise NotImplementedError
 
-    def _make_optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(module.parameters(), lr=self.lr, weight_decay=self.weight_decay,
-                                 foreach=True)
+    def _make_optimizer(self, module: torch.nn.Module) -> AdamW:
+        return AdamW(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     def _new_module(self, config: dict, device: torch.device,
                     restoring: bool = False) -> torch.nn.Module:

@@ -12,7 +12,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -67,13 +66,63 @@ def sinusoidal_positions(T: int, dim: int, device, dtype) -> torch.Tensor:
     return pe.to(dtype)
 
 
+def reverse_index(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) time index that reverses each sequence's first ``lengths[b]`` frames and leaves
+    the padding in place (an involution: applying it twice is the identity)."""
+    t = torch.arange(T, device=lengths.device)[None, :]
+    return torch.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+
+
+class BiRNN(nn.Module):
+    """Bidirectional GRU/LSTM over right-padded frames, exactly as a packed bidirectional RNN.
+
+    Each direction is a unidirectional RNN run on the padded batch: the forward direction reads
+    real frames before any padding, and the backward direction runs on every sequence reversed
+    *within its own length* (padding stays at the end), so padding never reaches a real frame's
+    output. This avoids ``pack_padded_sequence``, whose CPU backward pass is several times
+    slower. Outputs at padded positions are finite and must be masked by the caller.
+    """
+
+    def __init__(self, kind: str, n_in: int, hidden: int, n_layers: int, dropout: float):
+        super().__init__()
+        rnn = nn.GRU if kind == "gru" else nn.LSTM
+        self.layers = nn.ModuleList(
+            nn.ModuleList([rnn(n_in if i == 0 else 2 * hidden, hidden, batch_first=True),
+                           rnn(n_in if i == 0 else 2 * hidden, hidden, batch_first=True)])
+            for i in range(n_layers)
+        )
+        self.dropout = nn.Dropout(dropout if n_layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor, full: bool) -> torch.Tensor:
+        B, T = x.shape[0], x.shape[1]
+        if full:  # no padding in this batch
+            def rev(h):
+                return h.flip(1)
+        else:
+            index = reverse_index(lengths, T)
+            rows = torch.arange(B, device=x.device)[:, None]
+
+            def rev(h):
+                return h[rows, index]
+        h = x
+        for i, (fwd, bwd) in enumerate(self.layers):
+            if i:
+                h = self.dropout(h)
+            a, _ = fwd(h)
+            b, _ = bwd(rev(h))
+            h = torch.cat([a, rev(b)], dim=2)
+        return h
+
+
 class FrameEncoder(nn.Module):
     """Encode one modality's padded frames into one vector.
 
-    kinds: ``attention`` (linear projection + attention pooling), ``gru`` / ``lstm``
-    (bidirectional, packed so padding is never read, + attention pooling), ``transformer``
-    (linear input projection + sinusoidal positions + TransformerEncoder with key padding mask,
-    + attention pooling).
+    kinds: ``attention`` (linear projection + attention pooling), ``gru`` / ``lstm`` (linear
+    input projection to ``hidden``, then a bidirectional RNN that never reads padding into a real
+    frame, see `BiRNN`, + attention pooling), ``transformer`` (linear input projection +
+    sinusoidal positions + TransformerEncoder with key padding mask, + attention pooling).
+    The input projection of the RNNs keeps wide inputs (2048-d visual frames) cheap: the
+    recurrent weights then see ``hidden`` features instead of ``n_in``.
     """
 
     def __init__(self, kind: str, n_in: int, hidden: int, n_layers: int, n_heads: int,
@@ -84,9 +133,8 @@ class FrameEncoder(nn.Module):
             self.proj = nn.Linear(n_in, hidden)
             self.out_dim = hidden
         elif kind in ("gru", "lstm"):
-            rnn = nn.GRU if kind == "gru" else nn.LSTM
-            self.rnn = rnn(n_in, hidden, num_layers=n_layers, batch_first=True,
-                           bidirectional=True, dropout=dropout if n_layers > 1 else 0.0)
+            self.proj = nn.Linear(n_in, hidden)
+            self.rnn = BiRNN(kind, hidden, hidden, n_layers, dropout)
             self.out_dim = 2 * hidden
         elif kind == "transformer":
             self.proj = nn.Linear(n_in, hidden)
@@ -106,13 +154,7 @@ class FrameEncoder(nn.Module):
         if self.kind == "attention":
             h = self.proj(x)
         elif self.kind in ("gru", "lstm"):
-            if bool(mask.all()):  # no padding in this batch: packing is unnecessary
-                h, _ = self.rnn(x)
-            else:
-                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True,
-                                              enforce_sorted=False)
-                out, _ = self.rnn(packed)
-                h, _ = pad_packed_sequence(out, batch_first=True, total_length=T)
+            h = self.rnn(self.proj(x), lengths, full=bool(mask.all()))
         else:
             h = self.proj(x) + sinusoidal_positions(T, self.out_dim, x.device, x.dtype)
             h = self.encoder(h, src_key_padding_mask=~mask)

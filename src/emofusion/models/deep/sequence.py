@@ -100,7 +100,7 @@ class SequenceClassifier(SequenceInputMixin, TorchClassifier):
 
     def __init__(self, encoder="gru", hidden_size=64, n_layers=None, n_heads=4,
                  attention_size=64, fusion="concat", modality_dropout=0.0, dropout=0.2,
-                 lr=1e-3, weight_decay=1e-4, max_epochs=50, batch_size=32, patience=8,
+                 lr=2e-3, weight_decay=1e-4, max_epochs=30, batch_size=64, patience=5,
                  validation_fraction=0.15, class_weight=None, random_state=None, device="cpu",
                  n_threads=1):
         self.encoder = encoder

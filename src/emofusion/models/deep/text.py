@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from emofusion.errors import ConfigError, MissingExtraError
-from emofusion.models.deep._base import TorchClassifier
+from emofusion.models.deep._base import AdamW, TorchClassifier
 from emofusion.models.deep._data import SequenceStore
 from emofusion.models.deep._modules import TextNet
 
@@ -177,7 +177,7 @@ class TextFinetuneClassifier(TorchClassifier):
         else:
             groups = [{"params": module.encoder.parameters(), "lr": self.lr},
                       {"params": module.head.parameters(), "lr": self.head_lr}]
-        return torch.optim.AdamW(groups, weight_decay=self.weight_decay, foreach=True)
+        return AdamW(groups, weight_decay=self.weight_decay)
 
     def __getstate__(self):
         state = super().__getstate__()
