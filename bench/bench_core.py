@@ -8,6 +8,10 @@ concatenated, majority vote) on the same data. The course pipeline takes hours f
 folds on 2 cores, so it runs on the first `--baseline-folds` outer folds and its time is
 extrapolated linearly to ten; F1-micro is compared on exactly those folds.
 
+Wall times depend on what else runs on the machine: the JSON line also gives CPU seconds
+(process and worker children) and the load average at the start; on an otherwise idle 2-core
+machine the wall time of the parallel part is about CPU seconds / 2.
+
 Prints one JSON line. Usage: python bench/bench_core.py [--baseline-folds 1] [--data DIR]
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -26,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 N_UTTERANCES = 5531
+LOAD_AT_START = round(os.getloadavg()[0], 2)
 
 
 def ensure_data(folder: Path) -> Path:
@@ -44,8 +50,9 @@ def timed_run_in_subprocess(csv: Path, out: Path, cache: Path) -> dict:
         "import json,resource,time,sys;from emofusion import run, build_config;"
         f"c=build_config({{'dataset':r'{csv}','out':r'{out}','cache_dir':r'{cache}','jobs':2}});"
         "t=time.perf_counter();r=run(c,progress=False);w=time.perf_counter()-t;"
-        "s=r.metrics['systems'];"
-        "print(json.dumps({'seconds':w,'f1_micro':{k:v['pooled']['f1_micro'] for k,v in s.items()},"
+        "s=r.metrics['systems'];u=[resource.getrusage(k) for k in "
+        "(resource.RUSAGE_SELF,resource.RUSAGE_CHILDREN)];"
+        "print(json.dumps({'seconds':w,'cpu_seconds':sum(x.ru_utime+x.ru_stime for x in u),'f1_micro':{k:v['pooled']['f1_micro'] for k,v in s.items()},"
         "'ua':{k:v['pooled']['ua'] for k,v in s.items()},"
         "'fold_f1':{k:[f['f1_micro'] for f in v['per_fold']] for k,v in s.items()},"
         "'peak_mib_self':resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,"
@@ -125,6 +132,9 @@ def main() -> None:
         "benchmark": "core_default_protocol", "n_utterances": N_UTTERANCES, "cores": 2,
         "generate_seconds": round(generate_seconds, 1),
         "cold_seconds": round(cold["seconds"], 1), "warm_seconds": round(warm["seconds"], 1),
+        "cold_cpu_seconds": round(cold["cpu_seconds"], 1),
+        "warm_cpu_seconds": round(warm["cpu_seconds"], 1),
+        "load_average_1min_at_start": LOAD_AT_START,
         "peak_mib": round(max(cold["peak_mib_self"], cold["peak_mib_children"]), 0),
         "f1_micro": {k: round(v, 4) for k, v in warm["f1_micro"].items()},
         "ua": {k: round(v, 4) for k, v in warm["ua"].items()},
