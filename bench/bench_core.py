@@ -52,6 +52,9 @@ def measure_run(csv: Path, out: Path, cache: Path) -> dict:
     start = time.perf_counter()
     result = run(config, progress=False)
     wall = time.perf_counter() - start
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)  # reap the workers so their CPU time is counted
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     systems = result.metrics["systems"]
     return {
