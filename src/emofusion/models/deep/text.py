@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from emofusion.errors import ConfigError, MissingExtraError
 from emofusion.models.deep._base import AdamW, TorchClassifier
