@@ -162,7 +162,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="emofusion", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="emofusion",
+        description="Speaker-independent multimodal emotion recognition: experiments, reports, "
+                    "saved models. Start with `emofusion demo`.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="generate course-layout demo data and run the protocol")
