@@ -303,3 +303,23 @@ def test_calibrated_svc_passes_check_estimator_and_keeps_the_course_grid():
 
     check_estimator(CalibratedSVC())
     assert set(SVM_GRID) <= set(CalibratedSVC().get_params())
+
+
+def test_stacking_reuses_the_lda_search_out_of_fold_probabilities_exactly():
+    from emofusion.evaluation.splits import inner_folds
+    from emofusion.fusion.stacking import frozen_clone, out_of_fold_probabilities
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 600)
+    X = rng.normal(size=(600, 50))
+    X[:, 0] += y
+    groups = np.repeat(np.arange(6), 100)
+    model = ShrinkageLDA(shrinkage="cv").fit(X, y, groups=groups)
+    folds = inner_folds(y, groups, 3)
+    reused = out_of_fold_probabilities(model, X, y, folds, 4)
+    refitted = np.zeros_like(reused)
+    for train, held_out in folds:
+        refitted[held_out] = frozen_clone(model).fit(X[train], y[train]).predict_proba(X[held_out])
+    np.testing.assert_allclose(reused, refitted, atol=1e-5)
+    other_folds = inner_folds(y, None, 3)  # different folds: must refit, not reuse
+    assert not np.allclose(out_of_fold_probabilities(model, X, y, other_folds, 4), reused)

@@ -38,12 +38,33 @@ def frozen_clone(estimator):
     return copy
 
 
+def _own_out_of_fold(estimator, folds, n_classes: int) -> np.ndarray | None:
+    """The out-of-fold probabilities a fitted classifier computed in its own search on exactly
+    these folds (`oof_proba_`, `cv_held_out_`), or None. Only a bare classifier or a one-step
+    pipeline qualifies: a scaler or resampler before it would differ between the two."""
+    steps = getattr(estimator, "steps", [(None, estimator)])
+    if len(steps) != 1:
+        return None
+    model = steps[0][1]
+    held_out = getattr(model, "cv_held_out_", None)
+    if held_out is None or len(held_out) != len(folds) or not all(
+            np.array_equal(mine, theirs) for mine, (_, theirs) in zip(held_out, folds, strict=True)):
+        return None
+    out = np.zeros((len(model.oof_proba_), n_classes))
+    out[:, model.classes_] = model.oof_proba_
+    return out
+
+
 def out_of_fold_probabilities(estimator, X, y: np.ndarray, folds, n_classes: int) -> np.ndarray:
     """(n, n_classes) probabilities of `estimator` for each row from a model not trained on it.
 
     `y` holds class codes 0..n_classes-1; a class missing from an inner training fold gets
-    probability 0.
+    probability 0. When `estimator` (fitted on X, y) already produced these probabilities in its
+    own search over the same folds, they are reused instead of refitting.
     """
+    reused = _own_out_of_fold(estimator, folds, n_classes)
+    if reused is not None:
+        return reused
     out = np.zeros((len(y), n_classes))
     template = frozen_clone(estimator)
     for train, held_out in folds:

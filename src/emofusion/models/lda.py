@@ -150,6 +150,11 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
         best_params_: ``{"shrinkage": value}`` chosen by ``"cv"``; a clone with these parameters
             reproduces the final model without searching again.
         cv_scores_: mean inner balanced accuracy per candidate (``"cv"`` only).
+        oof_proba_: (n, n_classes) probabilities of each training row from the inner fold that
+            held it out, at the chosen shrinkage (``"cv"`` only): exactly what refitting a
+            frozen clone on those folds gives, so stacking reuses them (see
+            `emofusion.fusion.stacking.out_of_fold_probabilities`).
+        cv_held_out_: the held-out row indices of each inner fold (``"cv"`` only).
     """
 
     def __init__(self, shrinkage="auto", shrinkage_grid=DEFAULT_GRID, cv=3, class_weight=None):
@@ -199,6 +204,7 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
 
     def _choose(self, X, squared, codes, stats, folds, weights):
         scores = np.zeros(len(self.shrinkage_grid))
+        held_out_scores = np.zeros((len(self.shrinkage_grid), len(X), len(self.classes_)))
         for (train_stats, _), (train, held_out) in zip(stats, folds, strict=True):
             scatter = Scatter.of(train_stats)
             priors = _priors(train_stats.counts, weights)
@@ -206,10 +212,14 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
             for i, candidate in enumerate(self.shrinkage_grid):
                 intensity = self._intensity(candidate, scatter, X, squared, codes, train)
                 coef, intercept = scatter.discriminant(intensity, priors)
-                predicted = np.argmax(X_held_out @ coef.T + intercept, axis=1)
+                held_out_scores[i, held_out] = X_held_out @ coef.T + intercept
+                predicted = np.argmax(held_out_scores[i, held_out], axis=1)
                 scores[i] += balanced_accuracy_score(codes[held_out], predicted) / len(folds)
         self.cv_scores_ = dict(zip(map(str, self.shrinkage_grid), scores.round(4), strict=True))
-        return self.shrinkage_grid[int(np.argmax(scores))]
+        best = int(np.argmax(scores))
+        self.oof_proba_ = softmax(held_out_scores[best], axis=1)
+        self.cv_held_out_ = [held_out for _, held_out in folds]
+        return self.shrinkage_grid[best]
 
     def _class_scores(self, X) -> np.ndarray:
         check_is_fitted(self)
