@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from emofusion.config import RunConfig
 from emofusion.evaluation.nested import fit_with_search
-from emofusion.evaluation.splits import OuterFold, inner_folds
+from emofusion.evaluation.splits import OuterFold, fold_speakers, inner_folds
 from emofusion.features.normalization import speaker_normalise
 from emofusion.fusion.late import combine_probabilities
 from emofusion.fusion.stacking import make_meta_learner, out_of_fold_probabilities
@@ -117,8 +117,8 @@ def _stacking(setup: FoldSetup, fold: OuterFold, models: dict[str, Any],
         for m in setup.modalities])
     meta = make_meta_learner(setup.seed).fit(stacked, y_train)
     test = np.hstack([test_probabilities[m] for m in setup.modalities])
-    inner = [(sorted(set(groups[a])), sorted(set(groups[b]))) for a, b in folds]
-    return _full_probabilities(meta, test, setup.n_classes), {"inner_speakers": inner}
+    return _full_probabilities(meta, test, setup.n_classes), {
+        "inner_speakers": fold_speakers(folds, groups)}
 
 
 def run_fold(fold: OuterFold, setup: FoldSetup) -> FoldOutput:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import GridSearchCV
 
-from emofusion.evaluation.splits import inner_splitter
+from emofusion.evaluation import splits as splitting
 from emofusion.models.pipeline import CLASSIFIER_STEP, grid_size, prefixed_grid
 
 
@@ -47,9 +47,10 @@ def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
         X: training inputs (n, ...) of ONE outer fold's training speakers.
         y: class codes (n,).
         speakers: (n,) speaker of each training row.
+        inner_folds: number of speaker-grouped inner folds.
     """
-    splits = list(inner_splitter(speakers, inner_folds).split(X, y, speakers))
-    inner = [(sorted(set(speakers[a])), sorted(set(speakers[b]))) for a, b in splits]
+    splits = splitting.inner_folds(y, speakers, inner_folds)
+    inner = splitting.fold_speakers(splits, speakers)
     fit_params = {f"{CLASSIFIER_STEP}__groups": speakers} if accepts_groups(pipeline) else {}
     if grid_size(grid) > 1:
         search = GridSearchCV(pipeline, prefixed_grid(grid), cv=splits, scoring=scoring,

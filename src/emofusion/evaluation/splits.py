@@ -150,6 +150,7 @@ def inner_folds(y: np.ndarray, groups: np.ndarray | None, n_folds: int, seed: in
     return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(y, y))
 
 
-def inner_splitter(train_speakers: np.ndarray, inner_folds: int) -> GroupKFold:
-    """Speaker-grouped inner CV for the training part of one outer fold."""
-    return GroupKFold(n_splits=min(inner_folds, len(set(train_speakers))))
+def fold_speakers(folds, speakers: np.ndarray) -> list[tuple[list[str], list[str]]]:
+    """Per (train, held-out) index pair, the sorted speakers on each side (for the audit)."""
+    return [(sorted(set(speakers[train])), sorted(set(speakers[held_out])))
+            for train, held_out in folds]
