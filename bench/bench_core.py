@@ -34,6 +34,12 @@ N_UTTERANCES = 5531
 LOAD_AT_START = round(os.getloadavg()[0], 2)
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped children (worker processes)."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
 def ensure_data(folder: Path) -> Path:
     """Generate the corpus once (kept between benchmark runs)."""
     from emofusion.data.demo import write_demo_dataset
@@ -59,7 +65,7 @@ def measure_run(csv: Path, out: Path, cache: Path) -> dict:
     systems = result.metrics["systems"]
     return {
         "seconds": wall,
-        "cpu_seconds": sum(u.ru_utime + u.ru_stime for u in usage),
+        "cpu_seconds": _cpu_seconds(),
         "peak_mib": max(u.ru_maxrss for u in usage) / 1024,
         "f1_micro": {k: v["pooled"]["f1_micro"] for k, v in systems.items()},
         "ua": {k: v["pooled"]["ua"] for k, v in systems.items()},
@@ -75,7 +81,7 @@ def timed_run_in_subprocess(csv: Path, out: Path, cache: Path) -> dict:
 
 
 def course_pipeline_fold(X_by_modality: dict[str, np.ndarray], y: np.ndarray, train, test,
-                         seed: int = 0) -> dict[str, np.ndarray]:
+                         jobs: int, seed: int = 0) -> dict[str, np.ndarray]:
     """The published solution on one outer fold: per modality and concatenated, the better of
     the SVC and RF grid searches (5-fold CV, not grouped), then a majority vote."""
     from imblearn.over_sampling import RandomOverSampler
@@ -97,7 +103,7 @@ def course_pipeline_fold(X_by_modality: dict[str, np.ndarray], y: np.ndarray, tr
         for classifier, grid in grids:
             pipe = Pipeline([("scale", StandardScaler()), ("ros", RandomOverSampler(random_state=seed)),
                              ("clf", classifier)])
-            searches.append(GridSearchCV(pipe, grid, cv=5, n_jobs=2).fit(X[train], y[train]))
+            searches.append(GridSearchCV(pipe, grid, cv=5, n_jobs=jobs).fit(X[train], y[train]))
         best = max(searches, key=lambda s: s.best_score_)
         predictions[name] = best.predict(X[test])
         print(f"course pipeline: {name} done in {time.perf_counter() - started:.0f} s",
@@ -107,7 +113,7 @@ def course_pipeline_fold(X_by_modality: dict[str, np.ndarray], y: np.ndarray, tr
     return predictions
 
 
-def run_course_baseline(csv: Path, cache: Path, n_folds: int) -> dict:
+def run_course_baseline(csv: Path, cache: Path, n_folds: int, jobs: int) -> dict:
     from emofusion import build_config
     from emofusion.evaluation.splits import make_outer_folds
     from emofusion.runner import prepare_data
@@ -117,22 +123,43 @@ def run_course_baseline(csv: Path, cache: Path, n_folds: int) -> dict:
     data = prepare_data(config)
     y = data.manifest.y
     folds = make_outer_folds("speaker", data.manifest.table, y)[:n_folds]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
     f1 = {}
     for fold in folds:
-        predictions = course_pipeline_fold(data.features, y, fold.train, fold.test)
+        predictions = course_pipeline_fold(data.features, y, fold.train, fold.test, jobs)
         for name, predicted in predictions.items():
             f1.setdefault(name, []).append(float(np.mean(predicted == y[fold.test])))
     seconds = time.perf_counter() - start
-    return {"folds_run": n_folds, "seconds": seconds,
+    if jobs > 1:
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
+    cpu = _cpu_seconds() - cpu_start
+    return {"folds_run": n_folds, "jobs": jobs, "seconds": seconds, "cpu_seconds": cpu,
             "seconds_extrapolated_10_folds": seconds * 10 / n_folds,
+            "cpu_seconds_extrapolated_10_folds": cpu * 10 / n_folds,
             "fold_f1_micro": f1}
+
+
+def baseline_summary(baseline: dict, warm: dict | None) -> dict:
+    """The course pipeline's times and scores, beside ours on the same folds when measured."""
+    n = baseline["folds_run"]
+    summary = {key: round(value, 1) if isinstance(value, float) else value
+               for key, value in baseline.items() if key != "fold_f1_micro"}
+    summary["f1_micro_same_folds"] = {k: round(float(np.mean(v)), 4)
+                                      for k, v in baseline["fold_f1_micro"].items()}
+    if warm is not None:
+        summary["emofusion_f1_micro_same_folds"] = {k: round(float(np.mean(v[:n])), 4)
+                                                    for k, v in warm["fold_f1"].items()}
+    return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path.home() / ".cache/emofusion/bench/course5531")
     parser.add_argument("--baseline-folds", type=int, default=1, help="0 skips the course pipeline")
+    parser.add_argument("--baseline-jobs", type=int, default=2, help="course pipeline n_jobs")
+    parser.add_argument("--baseline-only", action="store_true", help="measure only the course pipeline")
     parser.add_argument("--measure-run", nargs=3, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_run:
@@ -143,32 +170,29 @@ def main() -> None:
     generate_seconds = time.perf_counter() - start
     work = Path(tempfile.mkdtemp(prefix="emofusion-bench-"))
     cache = work / "cache"
-    cold = timed_run_in_subprocess(csv, work / "cold", cache)
-    warm = timed_run_in_subprocess(csv, work / "warm", cache)
-    result = {
-        "benchmark": "core_default_protocol", "n_utterances": N_UTTERANCES, "cores": 2,
-        "generate_seconds": round(generate_seconds, 1),
-        "cold_seconds": round(cold["seconds"], 1), "warm_seconds": round(warm["seconds"], 1),
-        "cold_cpu_seconds": round(cold["cpu_seconds"], 1),
-        "warm_cpu_seconds": round(warm["cpu_seconds"], 1),
-        "load_average_1min_at_start": LOAD_AT_START,
-        "peak_mib": round(max(cold["peak_mib"], warm["peak_mib"])),
-        "f1_micro": {k: round(v, 4) for k, v in warm["f1_micro"].items()},
-        "ua": {k: round(v, 4) for k, v in warm["ua"].items()},
-    }
+    result: dict = {"benchmark": "core_default_protocol", "n_utterances": N_UTTERANCES, "cores": 2,
+                    "load_average_1min_at_start": LOAD_AT_START}
+    warm = None
+    if not args.baseline_only:
+        cold = timed_run_in_subprocess(csv, work / "cold", cache)
+        warm = timed_run_in_subprocess(csv, work / "warm", cache)
+        result.update({
+            "generate_seconds": round(generate_seconds, 1),
+            "cold_seconds": round(cold["seconds"], 1), "warm_seconds": round(warm["seconds"], 1),
+            "cold_cpu_seconds": round(cold["cpu_seconds"], 1),
+            "warm_cpu_seconds": round(warm["cpu_seconds"], 1),
+            "peak_mib": round(max(cold["peak_mib"], warm["peak_mib"])),
+            "f1_micro": {k: round(v, 4) for k, v in warm["f1_micro"].items()},
+            "ua": {k: round(v, 4) for k, v in warm["ua"].items()},
+        })
     if args.baseline_folds:
-        baseline = run_course_baseline(csv, cache, args.baseline_folds)
-        n = args.baseline_folds
-        ours = {k: round(float(np.mean(v[:n])), 4) for k, v in warm["fold_f1"].items()}
-        result["course_pipeline"] = {
-            "folds_run": n, "seconds": round(baseline["seconds"], 1),
-            "seconds_extrapolated_10_folds": round(baseline["seconds_extrapolated_10_folds"], 1),
-            "f1_micro_same_folds": {k: round(float(np.mean(v)), 4)
-                                    for k, v in baseline["fold_f1_micro"].items()},
-            "emofusion_f1_micro_same_folds": ours,
-        }
-        result["speedup_vs_course_pipeline_warm"] = round(
-            baseline["seconds_extrapolated_10_folds"] / warm["seconds"], 1)
+        baseline = run_course_baseline(csv, cache, args.baseline_folds, args.baseline_jobs)
+        result["course_pipeline"] = baseline_summary(baseline, warm)
+        if warm is not None:
+            result["speedup_vs_course_pipeline_warm"] = round(
+                baseline["seconds_extrapolated_10_folds"] / warm["seconds"], 1)
+            result["cpu_speedup_vs_course_pipeline_warm"] = round(
+                baseline["cpu_seconds_extrapolated_10_folds"] / warm["cpu_seconds"], 1)
     result["peak_mib_process"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result))

@@ -255,5 +255,5 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
         config.out, predictions, manifest.label_names, system_kinds(setup),
         config=config.model_dump(mode="json"), audit=audit,
         dropped=[p.to_dict() for p in data.dropped], warnings=run_warnings,
-        n_boot=config.n_bootstrap, seed=config.seed)
+        n_boot=config.n_bootstrap, seed=config.seed, jobs=config.jobs)
     return RunResult(config, config.out, predictions, metrics, audit, data.dropped, outputs)

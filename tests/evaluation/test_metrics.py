@@ -109,3 +109,24 @@ def test_missing_probabilities_give_none_and_unknown_label_raises():
     assert pooled["roc_auc_ovr"] == {"per_class": dict.fromkeys(LABELS), "macro": None}
     with pytest.raises(ValueError, match="not in label_names"):
         compute_metrics(tiny_table(), ["a", "b"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_headline_metrics_from_counts_equal_sklearn_with_absent_and_unpredicted_classes(seed):
+    from sklearn import metrics as skm
+
+    from emofusion.evaluation.metrics import balanced_accuracy, headline_metrics
+
+    rng = np.random.default_rng(seed)
+    y_true = rng.choice(["a", "b", "c"], size=40)  # "d" is never true
+    y_pred = rng.choice(["a", "b", "d"], size=40)  # "c" is never predicted
+    ours = headline_metrics(y_true, y_pred)
+    with pytest.warns(UserWarning, match="y_pred contains classes not in y_true"):
+        ua = skm.balanced_accuracy_score(y_true, y_pred)
+    assert ours["ua"] == pytest.approx(ua)
+    assert ours["f1_micro"] == pytest.approx(skm.f1_score(y_true, y_pred, average="micro"))
+    assert ours["f1_macro"] == pytest.approx(
+        skm.f1_score(y_true, y_pred, average="macro", zero_division=0))
+    codes = {"a": 0, "b": 1, "c": 2, "d": 3}
+    assert balanced_accuracy(np.array([codes[v] for v in y_true]),
+                             np.array([codes[v] for v in y_pred]), 4) == pytest.approx(ua)

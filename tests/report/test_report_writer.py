@@ -175,3 +175,19 @@ def test_warning_banner_and_marked_numbers(tmp_path):
     assert acoustic_row.count("⚠") == 6  # every metric value of the row is marked
     assert json.loads((tmp_path / "metrics.json").read_text())["warnings"] == [warning]
     assert "No pairs to compare." in markdown and "No fusion system was evaluated" in markdown
+
+
+def test_unimodal_agreement_counts_disagreement_oracle_and_all_wrong():
+    import pandas as pd
+
+    from emofusion.report.interpretation import unimodal_agreement
+
+    # u0: both right; u1: a right, b wrong (disagree); u2: both wrong, same label; u3: both
+    # wrong, different labels (disagree)
+    rows = [("u0", "a", "x", "x"), ("u1", "a", "x", "x"), ("u1", "b", "x", "z"),
+            ("u0", "b", "x", "x"), ("u2", "a", "x", "y"), ("u2", "b", "x", "y"),
+            ("u3", "a", "x", "y"), ("u3", "b", "x", "z")]
+    table = pd.DataFrame(rows, columns=["utterance_id", "system", "true", "predicted"])
+    stats = unimodal_agreement(table, ["a", "b"])
+    assert stats == {"n": 4, "disagree": 0.5, "oracle": 0.5, "all_wrong": 0.5,
+                     "best_accuracy": 0.5}

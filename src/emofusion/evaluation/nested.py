@@ -52,6 +52,8 @@ def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
     splits = splitting.inner_folds(y, speakers, inner_folds)
     inner = splitting.fold_speakers(splits, speakers)
     fit_params = {f"{CLASSIFIER_STEP}__groups": speakers} if accepts_groups(pipeline) else {}
+    if "cv" in pipeline.named_steps[CLASSIFIER_STEP].get_params():  # a self-searching classifier
+        pipeline.set_params(**{f"{CLASSIFIER_STEP}__cv": inner_folds})
     if grid_size(grid) > 1:
         search = GridSearchCV(pipeline, prefixed_grid(grid), cv=splits, scoring=scoring,
                               n_jobs=1, refit=True, error_score="raise")
@@ -60,4 +62,13 @@ def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
         return SearchResult(search.best_estimator_, best, float(search.best_score_), inner)
     fixed = {key: values[0] for key, values in grid.items()}
     pipeline.set_params(**{f"{CLASSIFIER_STEP}__{k}": v for k, v in fixed.items()})
-    return SearchResult(pipeline.fit(X, y, **fit_params), fixed, None, inner)
+    pipeline.fit(X, y, **fit_params)
+    return SearchResult(pipeline, *_internal_search(pipeline.named_steps[CLASSIFIER_STEP], fixed), inner)
+
+
+def _internal_search(classifier, fixed: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+    """Parameters and inner score of a classifier that searches by itself on the same
+    speaker-grouped folds (`best_params_`, `best_score_`, e.g. ShrinkageLDA(shrinkage="cv"))."""
+    chosen = {**fixed, **getattr(classifier, "best_params_", {})}
+    score = getattr(classifier, "best_score_", None)
+    return chosen, None if score is None else float(score)

@@ -202,7 +202,7 @@ def unimodal_agreement(predictions: pd.DataFrame, unimodal: Sequence[str]) -> di
     correct = wide.astype(str).eq(true, axis=0)
     return {
         "n": int(len(wide)),
-        "disagree": float((wide.nunique(axis=1) > 1).mean()),
+        "disagree": float(wide.astype(str).ne(wide.iloc[:, 0].astype(str), axis=0).any(axis=1).mean()),
         "oracle": float(correct.any(axis=1).mean()),
         "all_wrong": float((~correct.any(axis=1)).mean()),
         "best_accuracy": float(correct.mean(axis=0).max()),

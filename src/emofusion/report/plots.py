@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -182,12 +183,24 @@ def plot_ua_bars(
     return _save(fig, out_dir / plot_file_name("ua_bars"))
 
 
+def _system_plots(system_metrics: Mapping[str, Any], frame: pd.DataFrame, label_names: Sequence[str],
+                  system: str, out_dir: Path) -> list[str]:
+    """The confusion, ROC and PR figures of one system (the last two when drawable)."""
+    written = [plot_confusion(system_metrics, label_names, system, out_dir)]
+    for plot in (plot_roc, plot_pr):
+        name = plot(frame, label_names, system, out_dir)
+        if name is not None:
+            written.append(name)
+    return written
+
+
 def write_plots(
     metrics: Mapping[str, Any],
     predictions: pd.DataFrame,
     label_names: Sequence[str],
     out_dir: Path,
     system_kinds: Mapping[str, str] | None = None,
+    jobs: int = 1,
 ) -> list[str]:
     """Write every report figure into ``out_dir`` (created if needed).
 
@@ -201,18 +214,16 @@ def write_plots(
         label_names: the ordered class names.
         out_dir: folder for the PNG files.
         system_kinds: optional system -> kind, used for bar colours.
+        jobs: local processes drawing systems in parallel (drawing is CPU-bound).
 
     Returns:
         the file names written, relative to ``out_dir``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [plot_ua_bars(metrics, out_dir, system_kinds)]
-    for system, system_metrics in metrics["systems"].items():
-        frame = predictions[predictions["system"].astype(str) == system]
-        written.append(plot_confusion(system_metrics, label_names, system, out_dir))
-        for plot in (plot_roc, plot_pr):
-            name = plot(frame, label_names, system, out_dir)
-            if name is not None:
-                written.append(name)
-    return written
+    systems = predictions["system"].astype(str)
+    per_system = Parallel(n_jobs=jobs, backend="loky")(
+        delayed(_system_plots)(system_metrics, predictions[systems == system], label_names, system,
+                               out_dir)
+        for system, system_metrics in metrics["systems"].items())
+    return [plot_ua_bars(metrics, out_dir, system_kinds)] + [name for names in per_system for name in names]

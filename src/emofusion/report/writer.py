@@ -550,6 +550,7 @@ def write_report(
     n_boot: int = 1000,
     seed: int = 0,
     title: str = "emofusion run",
+    jobs: int = 1,
 ) -> dict:
     """Write ``metrics.json``, ``plots/*.png``, ``report.md`` and ``report.html`` to run_dir.
 
@@ -568,6 +569,7 @@ def write_report(
             vs the best unimodal system (pooled UA), plus best vs second-best unimodal.
         n_boot, seed: speaker-bootstrap settings.
         title: the report title.
+        jobs: local processes drawing the figures.
 
     Returns:
         the metrics dict as written to metrics.json: ``label_names``, ``systems``,
@@ -578,7 +580,8 @@ def write_report(
     metrics = compute_metrics(predictions, label_names)
     pairs = default_pairs(metrics, system_kinds) if comparisons_pairs is None else comparisons_pairs
     comparisons = run_comparisons(predictions, label_names, pairs, n_boot, seed)
-    written = write_plots(metrics, predictions, label_names, run_dir / PLOTS_DIR, system_kinds)
+    written = write_plots(metrics, predictions, label_names, run_dir / PLOTS_DIR, system_kinds,
+                          jobs)
     dropped_records = [to_jsonable(d) for d in dropped]
     result = to_jsonable({**metrics, "comparisons": comparisons, "dropped": dropped_records,
                           "warnings": list(warnings), "audit": audit})
