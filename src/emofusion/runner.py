@@ -36,7 +36,12 @@ from emofusion.evaluation.splits import (
 from emofusion.features.cache import PooledCache, default_cache_dir
 from emofusion.features.loading import load_modality
 from emofusion.features.normalization import speaker_normalise
-from emofusion.features.sequences import as_object_array, frame_level_concatenation
+from emofusion.features.sequences import (
+    as_object_array,
+    frame_level_concatenation,
+    pack_frames,
+    packed,
+)
 from emofusion.models.registry import ModelSpec, get_model
 
 SKIP_HINT = ("Fix these files, or rerun with --on-bad-file skip to leave these utterances out "
@@ -103,7 +108,7 @@ def _load_features(manifest: Manifest, config: RunConfig, spec: ModelSpec,
     for modality in manifest.modalities:
         if spec.input == "sequence":
             data = load_modality(manifest, modality, [], jobs=jobs, keep_sequences=True)
-            features[modality] = data.sequences
+            features[modality] = pack_frames(data.sequences)
         else:
             pooling = config.pooling_for(modality, manifest.modality_info.get(modality, {}).get("kind"))
             data = cache.load(manifest, modality, [pooling], jobs=jobs)
@@ -152,7 +157,7 @@ def _system_inputs(data: PreparedData, config: RunConfig, spec: ModelSpec) -> di
         all_modalities = as_object_array([data.features[m] for m in modalities])
         early = all_modalities if spec.multimodal else frame_level_concatenation(all_modalities)
         inputs["model_fusion" if spec.multimodal else "early"] = early
-        return inputs
+        return {name: packed(cells) for name, cells in inputs.items()}  # shared by fold workers
     inputs = dict(data.features)
     if config.scaling == "speaker":
         inputs = {m: speaker_normalise(x, data.manifest.speakers) for m, x in inputs.items()}

@@ -1,4 +1,8 @@
-"""Frame sequences as estimator input: an (n, n_modalities) object array of (T_i, d_m) arrays."""
+"""Frame sequences as estimator input: an (n, n_modalities) object array of (T_i, d_m) arrays.
+
+Cells made here are views into one contiguous float32 array per modality (`pack_frames`), which
+the PyTorch estimators use in place instead of copying (see `models.deep._data.parse_cells`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,81 @@ def as_object_array(columns: list[list[np.ndarray | None]]) -> np.ndarray:
     for j, frames in enumerate(columns):
         for i, cell in enumerate(frames):
             out[i, j] = cell
+    return out
+
+
+def pack_frames(frames: list[np.ndarray | None]) -> list[np.ndarray | None]:
+    """The same (T_i, d) frames as views into one contiguous float32 (sum_i T_i, d) array.
+
+    None (a missing utterance) stays None. Memory: one array instead of n small ones, and the
+    estimators fit on it without a copy.
+    """
+    present = [f for f in frames if f is not None]
+    if not present:
+        return list(frames)
+    base = np.concatenate(present).astype(np.float32, copy=False)
+    ends = np.cumsum([len(f) for f in present])
+    views = iter(np.split(base, ends[:-1]))
+    return [None if f is None else next(views) for f in frames]
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    """The array owning a view's memory (a itself when it owns it)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def shared_rows(cells: list[np.ndarray], dtype=np.float32) -> tuple[np.ndarray, np.ndarray] | None:
+    """(base, offsets (n,)) when every (T_i, d) cell is a block of rows of one C-contiguous
+    `dtype` base array (as `pack_frames` makes them), else None."""
+    base = _root(cells[0])
+    if base.ndim != 2 or base.dtype != dtype or not base.flags.c_contiguous:
+        return None
+    row_bytes, start = base.strides[0], base.ctypes.data
+    offsets = np.empty(len(cells), dtype=np.int64)
+    for i, cell in enumerate(cells):
+        shift = cell.ctypes.data - start
+        if (_root(cell) is not base or cell.ndim != 2 or cell.dtype != dtype
+                or not cell.flags.c_contiguous or cell.shape[1] != base.shape[1] or shift % row_bytes):
+            return None
+        offsets[i] = shift // row_bytes
+    return base, offsets
+
+
+class PackedCells(np.ndarray):
+    """An (n, m) object array of frame cells that pickles as one base array per column plus
+    offsets and lengths, instead of n small arrays: joblib then memory-maps the bases once and
+    every fold worker shares them (no per-worker copy of the corpus). See `packed`."""
+
+    def __reduce__(self):
+        packing = getattr(self, "_packing", None)
+        return (_unpacked, packing) if packing is not None else super().__reduce__()
+
+
+def _unpacked(bases: list[np.ndarray], offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The object array of views that `PackedCells` pickled (length -1 = a None cell)."""
+    out = np.empty(lengths.shape, dtype=object)
+    for (i, j), length in np.ndenumerate(lengths):
+        if length >= 0:
+            out[i, j] = bases[j][offsets[i, j]:offsets[i, j] + length]
+    return packed(out)
+
+
+def packed(cells: np.ndarray) -> np.ndarray:
+    """`cells` as `PackedCells` when each column's cells share one base array, else unchanged."""
+    n, m = cells.shape
+    offsets, lengths, bases = np.zeros((n, m), np.int64), np.full((n, m), -1, np.int64), []
+    for j in range(m):
+        present = [i for i in range(n) if cells[i, j] is not None]
+        shared = shared_rows([cells[i, j] for i in present]) if present else None
+        if shared is None:
+            return cells
+        bases.append(shared[0])
+        offsets[present, j] = shared[1]
+        lengths[present, j] = [len(cells[i, j]) for i in present]
+    out = cells.view(PackedCells)
+    out._packing = (bases, offsets, lengths)
     return out
 
 
@@ -29,7 +108,15 @@ def frame_level_concatenation(cells: np.ndarray) -> np.ndarray:
         cells: (n, n_modalities) object array of (T_im, d_m) frames.
 
     Returns:
-        (n, 1) object array of (max_m T_im, sum_m d_m) frames.
+        (n, 1) object array of (max_m T_im, sum_m d_m) float32 frames, views into one array.
     """
-    fused = [np.hstack([align_frames(c, max(len(x) for x in row)) for c in row]) for row in cells]
-    return as_object_array([fused])
+    lengths = np.array([max(len(x) for x in row) for row in cells], dtype=np.int64)
+    widths = [cells[0, m].shape[1] for m in range(cells.shape[1])]
+    fused = np.empty((int(lengths.sum()), sum(widths)), dtype=np.float32)
+    starts = np.cumsum(lengths) - lengths
+    columns = np.cumsum([0, *widths])
+    for i, row in enumerate(cells):
+        block = fused[starts[i]:starts[i] + lengths[i]]
+        for m, cell in enumerate(row):
+            block[:, columns[m]:columns[m + 1]] = align_frames(cell, lengths[i])
+    return as_object_array([np.split(fused, starts[1:])])

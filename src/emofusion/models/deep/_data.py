@@ -7,9 +7,9 @@ Two input forms are accepted (see docs/ARCHITECTURE.md):
 * a 2-D object array ``(n, n_modalities)`` whose cells are float ``(T_i, d_m)`` arrays. A cell that
   is ``None`` or has 0 rows is a *missing* modality; a 1-D cell ``(d_m,)`` is one frame.
 
-Frames of one modality are concatenated once into a single ``(sum_i T_i + 1, d_m)`` array (the last
-row is an all-zero padding row) so padding a batch is one vectorised gather, never a Python loop
-over utterances.
+Frames of one modality live in a single ``(sum_i T_i, d_m)`` array (the cells' own base array
+when they are views of one, as `features.sequences.pack_frames` makes them: no copy; else one
+copy), so padding a batch is one vectorised gather, never a Python loop over utterances.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from emofusion.features.sequences import shared_rows
 
 
 def _as_object_matrix(X) -> np.ndarray | None:
@@ -47,24 +49,35 @@ def is_sequence_input(X) -> bool:
     return _as_object_matrix(X) is not None
 
 
+def frame_index(offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Rows of a frame array holding the frames of utterances with these offsets and lengths
+    (n,), concatenated in order: shape (sum(lengths),). Vectorised (no loop over utterances)."""
+    ends = np.cumsum(lengths)
+    return np.repeat(offsets - (ends - lengths), lengths) + np.arange(ends[-1] if len(ends) else 0)
+
+
 class SequenceStore:
     """Frames of n utterances for M modalities, with per-utterance lengths.
 
+    The frame arrays are never modified: they may be shared with the caller (zero-copy views,
+    see `parse_cells`). Standardisation is applied to each gathered batch.
+
     Attributes:
-        frames: per modality, ``(total_frames_m + 1, d_m)``; the last row is zeros (padding).
+        frames: per modality, ``(total_frames_m, d_m)``; utterance i's frames are rows
+            ``offsets[m][i] : offsets[m][i] + lengths[i, m]``.
         lengths: ``(n, M)`` int64 frame counts (0 = missing modality).
         offsets: per modality, ``(n,)`` start row of each utterance in ``frames[m]``.
     """
 
-    def __init__(self, frames: list[np.ndarray], lengths: np.ndarray):
+    def __init__(self, frames: list[np.ndarray], lengths: np.ndarray,
+                 offsets: list[np.ndarray] | None = None):
         self.lengths = np.asarray(lengths, dtype=np.int64).reshape(len(lengths), len(frames))
-        self.frames = []
-        self.offsets = []
-        for m, f in enumerate(frames):
-            pad = np.zeros((1, f.shape[1]), dtype=f.dtype)
-            self.frames.append(np.concatenate([f, pad], axis=0))
-            ends = np.cumsum(self.lengths[:, m])
-            self.offsets.append(ends - self.lengths[:, m])
+        self.frames = list(frames)
+        if offsets is None:
+            offsets = [np.cumsum(self.lengths[:, m]) - self.lengths[:, m] for m in range(len(frames))]
+        self.offsets = [np.asarray(o, dtype=np.int64) for o in offsets]
+        self._shift: list[np.ndarray] | None = None
+        self._scale: list[np.ndarray] | None = None
 
     @property
     def n(self) -> int:
@@ -83,35 +96,45 @@ class SequenceStore:
         return self.lengths.sum(axis=1)
 
     def frame_rows(self, m: int, rows: np.ndarray) -> np.ndarray:
-        """Frames of modality m belonging to the utterances ``rows`` (for statistics)."""
-        keep = np.zeros(self.n, dtype=bool)
-        keep[rows] = True
-        return self.frames[m][:-1][np.repeat(keep, self.lengths[:, m])]
+        """Rows of ``frames[m]`` holding the frames of the utterances ``rows``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return frame_index(self.offsets[m][rows], self.lengths[rows, m])
 
     def standardise(self, means: list[np.ndarray], stds: list[np.ndarray]) -> None:
-        """In place, in chunks (no float64 copy of all frames: 2048-d visual frames of an
-        IEMOCAP-size corpus are 1.4 GB as float32)."""
-        for m, f in enumerate(self.frames):
-            mu = np.asarray(means[m], dtype=f.dtype)
-            inv = (1.0 / np.asarray(stds[m], dtype=np.float64)).astype(f.dtype)
-            step = max(1, 4_000_000 // max(f.shape[1], 1))
-            for s in range(0, len(f) - 1, step):
-                chunk = f[s:min(s + step, len(f) - 1)]
-                chunk -= mu
-                chunk *= inv
+        """Standardise every gathered batch with these per-modality statistics (d_m,)."""
+        self._shift = [np.asarray(mu, dtype=np.float32) for mu in means]
+        self._scale = [(1.0 / np.asarray(sd, dtype=np.float64)).astype(np.float32) for sd in stds]
 
     def gather(self, rows: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """Padded ``(B, T_m, d_m)`` arrays (T_m = longest in the batch, at least 1) and lengths."""
+        """Padded ``(B, T_m, d_m)`` arrays (T_m = longest in the batch, at least 1; padding is
+        0 after standardisation) and the ``(B, M)`` lengths."""
         rows = np.asarray(rows, dtype=np.int64)
         L = self.lengths[rows]
         out = []
         for m, f in enumerate(self.frames):
             tmax = max(int(L[:, m].max(initial=0)), 1)
-            pos = np.arange(tmax)
-            valid = pos[None, :] < L[:, m][:, None]
-            index = np.where(valid, self.offsets[m][rows][:, None] + pos[None, :], len(f) - 1)
-            out.append(f[index])
+            valid = np.arange(tmax)[None, :] < L[:, m][:, None]
+            x = f[np.where(valid, self.offsets[m][rows][:, None] + np.arange(tmax)[None, :], 0)] \
+                if len(f) else np.zeros((len(rows), tmax, f.shape[1]), f.dtype)
+            if self._shift is not None:
+                x -= self._shift[m]
+                x *= self._scale[m]
+            x[~valid] = 0
+            out.append(x)
         return out, L
+
+    def utterance_means(self, m: int) -> np.ndarray:
+        """Mean frame (n, d_m) float64 of every utterance; zeros where the modality is missing."""
+        out = np.zeros((self.n, self.frames[m].shape[1]))
+        present = np.flatnonzero(self.lengths[:, m] > 0)
+        if len(present):
+            lengths = self.lengths[present, m]
+            frames = self.frames[m][frame_index(self.offsets[m][present], lengths)].astype(np.float64)
+            if self._shift is not None:
+                frames = (frames - self._shift[m]) * self._scale[m]
+            starts = np.cumsum(lengths) - lengths
+            out[present] = np.add.reduceat(frames, starts, axis=0) / lengths[:, None]
+        return out
 
 
 class PooledStore:
@@ -124,10 +147,11 @@ class PooledStore:
     n = property(lambda self: self.X.shape[0])
     n_modalities = 1
     widths = property(lambda self: [int(self.X.shape[1])])
+    frames = property(lambda self: [self.X])
     sort_key = property(lambda self: np.zeros(self.X.shape[0], dtype=np.int64))
 
     def frame_rows(self, m: int, rows: np.ndarray) -> np.ndarray:
-        return self.X[rows]
+        return np.asarray(rows, dtype=np.int64)
 
     def standardise(self, means, stds) -> None:
         self.X = ((self.X.astype(np.float64) - means[0]) / stds[0]).astype(np.float32)
@@ -135,6 +159,59 @@ class PooledStore:
     def gather(self, rows):
         rows = np.asarray(rows, dtype=np.int64)
         return [self.X[rows]], self.lengths[rows]
+
+
+def _checked_cell(cell, i: int, m: int, width: int | None, what: str) -> np.ndarray | None:
+    """Cell (i, m) as (T, d) frames (None when missing), with its dtype and width checked."""
+    if cell is None:
+        return None
+    a = np.asarray(cell)
+    if a.dtype.kind not in "fiub":
+        raise ValueError(f"{what}: cell ({i}, {m}) has dtype {a.dtype}; frame arrays must be numeric.")
+    if a.ndim == 1:
+        a = a.reshape(1, -1) if a.size else a.reshape(0, 0)
+    if a.ndim != 2:
+        raise ValueError(f"{what}: cell ({i}, {m}) has shape {a.shape}; expected (T, d) frames.")
+    if a.shape[0] == 0:
+        return None
+    if width is not None:
+        _check_width(a, i, m, width, what)
+    return a
+
+
+def _check_width(a: np.ndarray, i: int, m: int, width: int, what: str) -> None:
+    if a.shape[1] != width:
+        raise ValueError(f"{what}: cell ({i}, {m}) has {a.shape[1]} features per frame, expected "
+                         f"{width} (modality column {m}).")
+
+
+def _modality_frames(column: np.ndarray, m: int, width: int | None, what: str, dtype):
+    """(frames, offsets, lengths) of one modality column: the cells' own base when they share
+    one (zero-copy), else one array the cells are copied into once."""
+    cells = [_checked_cell(cell, i, m, width, what) for i, cell in enumerate(column)]
+    present = [i for i, c in enumerate(cells) if c is not None]
+    if not present:
+        if width is None:
+            raise ValueError(f"{what}: modality column {m} has no frames in any utterance.")
+        return np.zeros((0, width), dtype), np.zeros(len(cells), np.int64), np.zeros(len(cells), np.int64)
+    if width is None:
+        width = cells[present[0]].shape[1]
+        for i in present:
+            _check_width(cells[i], i, m, width, what)
+    lengths = np.array([0 if c is None else c.shape[0] for c in cells], dtype=np.int64)
+    offsets = np.zeros(len(cells), dtype=np.int64)
+    shared = shared_rows([cells[i] for i in present], dtype)
+    if shared is not None:
+        frames, offsets[present] = shared
+    else:
+        frames = np.empty((int(lengths.sum()), width), dtype)
+        offsets[:] = np.cumsum(lengths) - lengths
+        for i in present:
+            frames[offsets[i]:offsets[i] + lengths[i]] = cells[i]
+    if frames.dtype.kind == "f" and not all(
+            np.isfinite(chunk).all() for chunk in _row_chunks(frames, frame_index(offsets, lengths))):
+        raise ValueError(f"Input X contains NaN or infinity (modality column {m}).")
+    return frames, offsets, lengths
 
 
 def parse_cells(
@@ -150,51 +227,17 @@ def parse_cells(
         raise ValueError(
             f"X has {n_mod} modality columns, but {what} was fitted with {len(widths)}."
         )
-    frames: list[np.ndarray] = []
-    lengths = np.zeros((n, n_mod), dtype=np.int64)
-    for m in range(n_mod):
-        parts = []
-        width = None if widths is None else widths[m]
-        for i, cell in enumerate(X[:, m]):
-            if cell is None:
-                continue
-            a = np.asarray(cell)
-            if a.dtype.kind not in "fiub":
-                raise ValueError(
-                    f"{what}: cell ({i}, {m}) has dtype {a.dtype}; frame arrays must be numeric."
-                )
-            if a.ndim == 1:
-                if a.size == 0:
-                    continue
-                a = a.reshape(1, -1)
-            if a.ndim != 2:
-                raise ValueError(
-                    f"{what}: cell ({i}, {m}) has shape {a.shape}; expected (T, d) frames."
-                )
-            if a.shape[0] == 0:
-                continue
-            if width is None:
-                width = a.shape[1]
-            elif a.shape[1] != width:
-                raise ValueError(
-                    f"{what}: cell ({i}, {m}) has {a.shape[1]} features per frame, expected "
-                    f"{width} (modality column {m})."
-                )
-            lengths[i, m] = a.shape[0]
-            parts.append(a)
-        if width is None:
-            raise ValueError(f"{what}: modality column {m} has no frames in any utterance.")
-        f = np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros((0, width), dtype)
-        if f.dtype.kind == "f" and not np.isfinite(f).all():
-            raise ValueError(f"Input X contains NaN or infinity (modality column {m}).")
-        frames.append(np.ascontiguousarray(f))
-    return SequenceStore(frames, lengths)
+    parsed = [_modality_frames(X[:, m], m, None if widths is None else widths[m], what, dtype)
+              for m in range(n_mod)]
+    return SequenceStore([f for f, _, _ in parsed], np.stack([L for _, _, L in parsed], axis=1),
+                         [o for _, o, _ in parsed])
 
 
-def _chunks(f: np.ndarray, keep: np.ndarray | None, rows_per_chunk: int):
-    for s in range(0, len(f), rows_per_chunk):
-        part = f[s:s + rows_per_chunk]
-        yield (part if keep is None else part[keep[s:s + rows_per_chunk]]).astype(np.float64)
+def _row_chunks(frames: np.ndarray, index: np.ndarray, values_per_chunk: int = 2_000_000):
+    """``frames[index]``, a few MB at a time."""
+    step = max(1, values_per_chunk // max(frames.shape[1], 1))
+    for start in range(0, len(index), step):
+        yield frames[index[start:start + step]]
 
 
 def frame_statistics(store, rows: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -203,21 +246,13 @@ def frame_statistics(store, rows: np.ndarray) -> tuple[list[np.ndarray], list[np
     Two passes over float64 chunks (never a float64 copy of all frames)."""
     means, stds = [], []
     for m, width in enumerate(store.widths):
-        if isinstance(store, SequenceStore):
-            f = store.frames[m][:-1]
-            selected = np.zeros(store.n, dtype=bool)
-            selected[rows] = True
-            keep = np.repeat(selected, store.lengths[:, m])
-        else:
-            f, keep = store.frame_rows(m, rows), None
-        count = int(len(f) if keep is None else keep.sum())
-        if count == 0:
+        frames, index = store.frames[m], store.frame_rows(m, rows)
+        if len(index) == 0:
             means.append(np.zeros(width))
             stds.append(np.ones(width))
             continue
-        step = max(1, 2_000_000 // max(width, 1))
-        mu = sum(c.sum(axis=0) for c in _chunks(f, keep, step)) / count
-        var = sum(((c - mu) ** 2).sum(axis=0) for c in _chunks(f, keep, step)) / count
+        mu = sum(c.sum(axis=0, dtype=np.float64) for c in _row_chunks(frames, index)) / len(index)
+        var = sum(((c - mu) ** 2).sum(axis=0) for c in _row_chunks(frames, index)) / len(index)
         sd = np.sqrt(var)
         sd[~(sd > 1e-12)] = 1.0
         means.append(mu)
@@ -240,6 +275,10 @@ class Batcher:
     batch is a row selection of its bucket trimmed to the batch's own longest sequence.
     """
 
+    #: buckets are padded once up front when their padded frames fit in this many bytes,
+    #: else each batch is gathered when used (large corpora: no second copy of the data)
+    precompute_bytes = 256 * 2**20
+
     def __init__(self, store, rows, batch_size: int, float_dtype, device, *,
                  bucket_batches: int = 8, precompute: bool = True):
         rows = np.asarray(rows, dtype=np.int64)
@@ -250,7 +289,16 @@ class Batcher:
         order = rows[np.argsort(store.sort_key[rows], kind="stable")]
         size = self.batch_size * bucket_batches
         self.bucket_rows = [order[s:s + size] for s in range(0, len(order), size)]
+        precompute = precompute and self._padded_bytes() <= self.precompute_bytes
         self._cache = [self._pad(b) for b in self.bucket_rows] if precompute else None
+
+    def _padded_bytes(self) -> int:
+        """Bytes of all buckets once padded (each to its longest utterance per modality)."""
+        total = 0
+        for rows in self.bucket_rows:
+            longest = self.store.lengths[rows].max(axis=0)
+            total += len(rows) * int(np.dot(np.maximum(longest, 1), self.store.widths)) * 4
+        return total
 
     def _pad(self, rows):
         xs, L = self.store.gather(rows)
@@ -262,8 +310,11 @@ class Batcher:
             tensors.append(t.to(self.device))
         return tensors, torch.from_numpy(L).to(self.device)
 
-    def _bucket(self, b):
-        return self._cache[b] if self._cache is not None else self._pad(self.bucket_rows[b])
+    def _batch(self, b: int, pos: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Rows ``pos`` of bucket b, padded to their own longest utterance."""
+        if self._cache is not None:
+            return self._take(*self._cache[b], pos)
+        return self._pad(self.bucket_rows[b][pos])
 
     @staticmethod
     def _take(tensors, L, pos) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -290,13 +341,10 @@ class Batcher:
             plan.extend((b, perm[s]) for s in self._splits(len(rows)))
         for j in rng.permutation(len(plan)):
             b, pos = plan[j]
-            xs, L = self._take(*self._bucket(b), pos)
-            yield Batch(xs, L, self.bucket_rows[b][pos])
+            yield Batch(*self._batch(b, pos), self.bucket_rows[b][pos])
 
     def sequential(self) -> Iterator[Batch]:
         """All rows once, in bucket order (for evaluation and prediction)."""
         for b, rows in enumerate(self.bucket_rows):
-            tensors, L = self._bucket(b)
             for pos in self._splits(len(rows)):
-                xs, Lb = self._take(tensors, L, pos)
-                yield Batch(xs, Lb, rows[pos])
+                yield Batch(*self._batch(b, pos), rows[pos])

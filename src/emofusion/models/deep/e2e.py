@@ -16,16 +16,7 @@ from emofusion.models.deep.sequence import SequenceInputMixin
 
 def _pooled_branches(store) -> np.ndarray:
     """Mean frame of every utterance and branch, concatenated; missing branches are zeros."""
-    parts = []
-    for m, f in enumerate(store.frames):
-        L = store.lengths[:, m]
-        out = np.zeros((store.n, f.shape[1]), dtype=np.float64)
-        rows = np.flatnonzero(L > 0)
-        if len(rows):
-            sums = np.add.reduceat(f[:-1].astype(np.float64), store.offsets[m][rows], axis=0)
-            out[rows] = sums / L[rows, None]
-        parts.append(out)
-    return np.concatenate(parts, axis=1)
+    return np.concatenate([store.utterance_means(m) for m in range(store.n_modalities)], axis=1)
 
 
 class EmbeddingFusionHead(SequenceInputMixin, TorchClassifier):
