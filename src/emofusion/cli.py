@@ -103,7 +103,9 @@ def _single_inputs(args: argparse.Namespace, model) -> dict[str, np.ndarray]:
             arrays[modality] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--npy {modality}={path}: cannot read it as a .npy array ({exc})") from exc
-    if args.wav or args.text or args.video:
+    if args.text and "transcript" in model.card.modalities:
+        arrays["transcript"] = args.text  # the model reads the words themselves
+    if args.wav or args.video or (args.text and "transcript" not in arrays):
         if not model.card.extractors:
             raise ConfigError("this model was trained on pre-extracted features; give --npy "
                               "MODALITY=FILE.npy instead of raw media")

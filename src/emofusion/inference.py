@@ -29,7 +29,7 @@ from emofusion.fusion.stacking import StackingFusionClassifier
 from emofusion.models.pipeline import build_pipeline
 from emofusion.models.registry import ModelSpec, get_model
 from emofusion.models.saved import ModelCard, SavedModel
-from emofusion.runner import PreparedData, _system_inputs, prepare_data
+from emofusion.runner import TRANSCRIPT, PreparedData, _system_inputs, prepare_data
 
 
 def _modality_columns(modalities: list[str], inputs: dict) -> list[tuple[int, int]]:
@@ -107,6 +107,8 @@ def model_inputs(model: SavedModel, frames: dict[str, list[np.ndarray]],
                  speakers: np.ndarray | None = None):
     """The estimator input for per-modality frame lists (n utterances each)."""
     card = model.card
+    if card.input == "text":
+        return np.array(frames[TRANSCRIPT], dtype=object)[:, None]
     if card.input == "sequence":
         cells = as_object_array([frames[m] for m in card.modalities])
         if card.system in card.modalities:
@@ -145,12 +147,15 @@ def predict_dataset(model: SavedModel, csv_path: Path, features_root: Path | Non
     """
     manifest = load_manifest(csv_path, features_root, tuple(model.card.label_names),
                              require_labels=False)
-    missing = [m for m in model.card.modalities if m not in manifest.modalities]
+    missing = [m for m in model.card.modalities if m not in manifest.modalities and m != TRANSCRIPT]
     if missing:
         raise ConfigError(f"{csv_path} has no column for modalities {missing} that the model needs "
                           f"(columns '<modality>_features'; model expects {model.card.modalities})")
     frames, problems = {}, []
     for modality in model.card.modalities:
+        if modality == TRANSCRIPT:
+            frames[modality] = _dataset_transcripts(manifest.table, csv_path)
+            continue
         data = load_modality(manifest, modality, [], keep_sequences=True,
                              expected_width=model.card.widths[modality])
         frames[modality], problems = data.sequences, problems + data.problems
@@ -163,6 +168,12 @@ def predict_dataset(model: SavedModel, csv_path: Path, features_root: Path | Non
     return _probability_table(model, manifest.ids[keep], X), problems
 
 
+def _dataset_transcripts(table: pd.DataFrame, csv_path: Path) -> list[str]:
+    if TRANSCRIPT not in table.columns:
+        raise ConfigError(f"{csv_path} has no 'transcript' column, which this model reads")
+    return table[TRANSCRIPT].fillna("").astype(str).tolist()
+
+
 def predict_arrays(model: SavedModel, arrays: dict[str, np.ndarray],
                    utterance_id: str = "input") -> pd.DataFrame:
     """Predict one utterance from one (T, d) or (d,) array per modality."""
@@ -171,6 +182,9 @@ def predict_arrays(model: SavedModel, arrays: dict[str, np.ndarray],
         raise ConfigError(f"the model needs modalities {model.card.modalities}; missing {missing}")
     frames = {}
     for modality in model.card.modalities:
+        if modality == TRANSCRIPT:
+            frames[modality] = [str(arrays[modality])]
+            continue
         check = check_frames(np.asarray(arrays[modality]))
         width = model.card.widths[modality]
         if check.frames is None:

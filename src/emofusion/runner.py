@@ -115,6 +115,11 @@ def _load_features(manifest: Manifest, config: RunConfig, spec: ModelSpec,
             features[modality] = data.pooled[pooling]
         problems += data.problems
         widths[modality] = data.width
+    if spec.reads_transcripts:
+        texts, text_problems, text_widths = _transcripts(manifest)
+        features.update(texts)
+        problems += text_problems
+        widths.update(text_widths)
     return features, problems, widths
 
 
@@ -145,6 +150,8 @@ def prepare_data(config: RunConfig) -> PreparedData:
     keep = ~manifest.table["utterance_id"].isin(bad_ids).to_numpy()
     if spec.input == "text":
         manifest = replace(manifest, modalities=(TRANSCRIPT,))
+    elif spec.reads_transcripts:
+        manifest = replace(manifest, modalities=(*manifest.modalities, TRANSCRIPT))
     return PreparedData(manifest.without(bad_ids), _drop(features, keep), problems, widths)
 
 

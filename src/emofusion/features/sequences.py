@@ -59,38 +59,50 @@ def shared_rows(cells: list[np.ndarray], dtype=np.float32) -> tuple[np.ndarray, 
 
 
 class PackedCells(np.ndarray):
-    """An (n, m) object array of frame cells that pickles as one base array per column plus
-    offsets and lengths, instead of n small arrays: joblib then memory-maps the bases once and
-    every fold worker shares them (no per-worker copy of the corpus). See `packed`."""
+    """An (n, m) object array of frame cells that pickles as one base array per frame column
+    plus offsets and lengths, instead of n small arrays: joblib then memory-maps the bases once
+    and every fold worker shares them (no per-worker copy of the corpus). See `packed`."""
 
     def __reduce__(self):
         packing = getattr(self, "_packing", None)
         return (_unpacked, packing) if packing is not None else super().__reduce__()
 
 
-def _unpacked(bases: list[np.ndarray], offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The object array of views that `PackedCells` pickled (length -1 = a None cell)."""
+def _unpacked(columns: list, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The object array that `PackedCells` pickled: views of each frame column's base (length -1
+    = a None cell); other columns (e.g. transcripts) as they were."""
     out = np.empty(lengths.shape, dtype=object)
-    for (i, j), length in np.ndenumerate(lengths):
-        if length >= 0:
-            out[i, j] = bases[j][offsets[i, j]:offsets[i, j] + length]
+    for j, column in enumerate(columns):
+        if isinstance(column, tuple):
+            out[:, j] = column[0]
+            continue
+        for i in np.flatnonzero(lengths[:, j] >= 0):
+            out[i, j] = column[offsets[i, j]:offsets[i, j] + lengths[i, j]]
     return packed(out)
 
 
+def _column_packing(cells: np.ndarray):
+    """(base, offsets, lengths) of a column of frame views of one base, or the column itself
+    (as a 1-tuple) when its cells are not such views."""
+    present = [i for i, cell in enumerate(cells) if cell is not None]
+    arrays = [cells[i] for i in present]
+    shared = shared_rows(arrays) if arrays and all(isinstance(a, np.ndarray) for a in arrays) else None
+    if shared is None:
+        return (cells,)
+    offsets, lengths = np.zeros(len(cells), np.int64), np.full(len(cells), -1, np.int64)
+    offsets[present], lengths[present] = shared[1], [len(a) for a in arrays]
+    return shared[0], offsets, lengths
+
+
 def packed(cells: np.ndarray) -> np.ndarray:
-    """`cells` as `PackedCells` when each column's cells share one base array, else unchanged."""
-    n, m = cells.shape
-    offsets, lengths, bases = np.zeros((n, m), np.int64), np.full((n, m), -1, np.int64), []
-    for j in range(m):
-        present = [i for i in range(n) if cells[i, j] is not None]
-        shared = shared_rows([cells[i, j] for i in present]) if present else None
-        if shared is None:
-            return cells
-        bases.append(shared[0])
-        offsets[present, j] = shared[1]
-        lengths[present, j] = [len(cells[i, j]) for i in present]
+    """`cells` as `PackedCells` when at least one column holds views of one base array."""
+    columns = [_column_packing(cells[:, j]) for j in range(cells.shape[1])]
+    if all(len(c) == 1 for c in columns):
+        return cells
+    offsets = np.stack([c[1] if len(c) == 3 else np.zeros(len(cells), np.int64) for c in columns], axis=1)
+    lengths = np.stack([c[2] if len(c) == 3 else np.full(len(cells), -1) for c in columns], axis=1)
     out = cells.view(PackedCells)
-    out._packing = (bases, offsets, lengths)
+    out._packing = ([c[0] if len(c) == 3 else c for c in columns], offsets, lengths)
     return out
 
 

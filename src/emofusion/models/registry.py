@@ -31,6 +31,8 @@ class ModelSpec:
         supports_class_weight: whether ``class_weight`` changes the estimator.
         scale_invariant: the model gives the same predictions for any per-feature affine
             rescaling of its input (so no StandardScaler is put in front of it).
+        reads_transcripts: a sequence model that also takes the dataset's ``transcript``
+            column as one more modality (cells are ``str``).
     """
 
     name: str
@@ -41,6 +43,7 @@ class ModelSpec:
     multimodal: bool = False
     supports_class_weight: bool = True
     scale_invariant: bool = False
+    reads_transcripts: bool = False
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

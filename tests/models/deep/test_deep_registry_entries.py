@@ -14,6 +14,7 @@ EXPECTED = {
     "fusion_concat": ("sequence", True), "fusion_gated": ("sequence", True),
     "fusion_attention": ("sequence", True), "spectrogram_cnn": ("sequence", False),
     "text_finetune": ("text", False), "e2e_fusion_head": ("sequence", True),
+    "e2e": ("sequence", True),
 }
 
 

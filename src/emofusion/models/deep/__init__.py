@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch  # noqa: F401  (ImportError here = deep models not listed)
 
 from emofusion.models.deep._base import TorchClassifier
-from emofusion.models.deep.e2e import EmbeddingFusionHead
+from emofusion.models.deep.e2e import EmbeddingFusionHead, EndToEndFusionClassifier
 from emofusion.models.deep.mlp import TorchMLPClassifier
 from emofusion.models.deep.sequence import SequenceClassifier
 from emofusion.models.deep.spectrogram import SpectrogramCNNClassifier
@@ -18,6 +18,7 @@ from emofusion.models.registry import ModelSpec, register
 
 __all__ = [
     "EmbeddingFusionHead",
+    "EndToEndFusionClassifier",
     "SequenceClassifier",
     "SpectrogramCNNClassifier",
     "TextFinetuneClassifier",
@@ -113,6 +114,18 @@ _SPECS = [
         lambda seed, cw: TextFinetuneClassifier(random_state=seed, class_weight=cw),
         grid={},
         input="text",  # X = (n, 1) object array of transcripts
+    ),
+    ModelSpec(
+        "e2e",
+        "End-to-end audio + text: spectrogram CNN and fine-tuned text encoder, then a fusion "
+        "head on their frozen embeddings (spectrogram3 features + transcript column)",
+        lambda seed, cw: EndToEndFusionClassifier(
+            cnn=SpectrogramCNNClassifier(), text=TextFinetuneClassifier(), head=EmbeddingFusionHead(),
+            random_state=seed, class_weight=cw),
+        grid={},
+        input="sequence",
+        multimodal=True,
+        reads_transcripts=True,
     ),
     ModelSpec(
         "e2e_fusion_head",
