@@ -50,6 +50,27 @@ def write_small_demo(out_dir: Path, **kwargs) -> Path:
     return write_demo_dataset(out_dir, **{**options, **kwargs})
 
 
+def write_tiny_bert(path: Path, words: list[str]) -> str:
+    """A randomly initialised one-layer BERT (hidden size 16) with a word vocabulary, saved as a
+    local Hugging Face checkpoint folder (stands in for bert-base-uncased offline)."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=32,
+                                     max_position_embeddings=64)
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_writer():
+    """`write_tiny_bert`: (folder, words) -> checkpoint path."""
+    return write_tiny_bert
+
+
 @pytest.fixture(scope="session")
 def small_demo_writer():
     """The function writing a small-width demo dataset (keyword arguments as write_demo_dataset)."""

@@ -53,19 +53,9 @@ def raw_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> str:
-    import torch
-
-    path = tmp_path_factory.mktemp("tiny_text_model")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "i", "feel",
-             *" ".join(WORDS.values()).split()]
-    transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=32,
-                                     max_position_embeddings=32)
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(path)
-    return str(path)
+def tiny_text_model(tmp_path_factory: pytest.TempPathFactory, tiny_bert_writer) -> str:
+    words = ["i", "feel", *" ".join(WORDS.values()).split()]
+    return tiny_bert_writer(tmp_path_factory.mktemp("tiny_text_model"), words)
 
 
 @pytest.fixture(scope="module")

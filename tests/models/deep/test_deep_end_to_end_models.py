@@ -127,18 +127,8 @@ WORDS = ["i", "am", "so", "very", "the", "a", "happy", "great", "nice", "lovely"
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    path = tmp_path_factory.mktemp("tiny_bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(
-        path)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
-                                     num_attention_heads=2, intermediate_size=32,
-                                     max_position_embeddings=64)
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(path)
-    return str(path)
+def tiny_bert(tmp_path_factory, tiny_bert_writer):
+    return tiny_bert_writer(tmp_path_factory.mktemp("tiny_bert"), WORDS)
 
 
 def _transcripts(n, rng):
