@@ -32,8 +32,15 @@ SAMPLE_RATE = 16000
 
 
 def _clip(label: str, rng: np.random.Generator) -> np.ndarray:
+    """0.4 s whose spectrogram texture depends on the class: a steady tone, a tone switched on
+    and off every 40 ms, broadband noise, or a stack of harmonics."""
     t = np.arange(int(0.4 * SAMPLE_RATE)) / SAMPLE_RATE
-    return (0.3 * np.sin(2 * np.pi * TONES[label] * t) + 0.02 * rng.normal(size=t.size)).astype(np.float32)
+    tone = np.sin(2 * np.pi * TONES[label] * t)
+    signal = {"neutral": tone,
+              "sadness": tone * (np.floor(t / 0.04) % 2),
+              "anger": rng.normal(size=t.size),
+              "happiness": sum(np.sin(2 * np.pi * k * TONES[label] * t) for k in range(1, 5)) / 2}[label]
+    return (0.3 * signal + 0.01 * rng.normal(size=t.size)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +134,20 @@ def test_text_finetune_runs_and_predicts_raw_text(spectrogram_features: Path, ti
     assert pd.read_csv(io.StringIO(capsys.readouterr().out)).iloc[0]["predicted"] in LABELS
     assert main(["predict", str(model), str(spectrogram_features)]) == 0
     assert len(pd.read_csv(io.StringIO(capsys.readouterr().out))) == 48
+
+
+def test_spectrogram_cnn_runs_and_predicts_a_raw_wav(spectrogram_features: Path, raw_corpus: Path,
+                                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    grid = {"max_epochs": [15], "channels": [[4, 8]], "batch_size": [8], "lr": [3e-3]}
+    config = _config(tmp_path, {"model": "spectrogram_cnn", "split": "k2", "param_grid": grid,
+                                "modalities": ["spectrogram3"]})
+    assert main(["run", str(spectrogram_features), "--out", str(tmp_path / "run"),
+                 "--config", str(config)]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["systems"]["spectrogram3"]["pooled"]["ua"] > 0.4  # four tones; chance is 0.25
+    model = tmp_path / "cnn.zip"
+    assert main(["train", str(spectrogram_features), "--system", "spectrogram3", "--out", str(model),
+                 "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(model), "--wav", str(raw_corpus / "s2_sadness_1.wav")]) == 0
+    assert pd.read_csv(io.StringIO(capsys.readouterr().out)).iloc[0]["predicted"] in LABELS

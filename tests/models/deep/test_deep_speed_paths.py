@@ -92,7 +92,7 @@ def _write_dataset(folder, rng, n=48):
         a[rng.integers(T)] += 2.0 * label
         np.save(folder / "a" / f"u{i}.npy", a.astype(np.float32))
         np.save(folder / "b" / f"u{i}.npy", (rng.normal(size=4) + label).astype(np.float32))
-        rows.append({"utterance_id": f"u{i}", "speaker": f"S{i % 4}",
+        rows.append({"utterance_id": f"u{i}", "speaker": f"S{i // 2 % 4}",
                      "label": ["low", "high"][label], "a_features": f"a/u{i}.npy",
                      "b_features": f"b/u{i}.npy"})
     with open(folder / "dataset.csv", "w", newline="") as f:
@@ -102,12 +102,18 @@ def _write_dataset(folder, rng, n=48):
     return folder / "dataset.csv"
 
 
-@pytest.mark.parametrize("model", ["gru", "fusion_gated"])
-def test_train_and_predict_with_a_sequence_model(tmp_path, model):
+@pytest.mark.parametrize("model", ["mlp", "gru", "lstm", "transformer", "attention", "fusion_concat",
+                                   "fusion_gated", "fusion_attention", "e2e_fusion_head"])
+def test_every_deep_model_runs_trains_and_predicts_from_the_command_line(tmp_path, model):
     data = _write_dataset(tmp_path / "data", np.random.default_rng(0))
     config = tmp_path / "run.yaml"
-    grid = "hidden_size: [8]" if model == "gru" else "modality_dropout: [0.0]"
-    config.write_text(f"param_grid: {{{grid}, max_epochs: [3]}}\ninner_folds: 2\n")
+    config.write_text("param_grid: {max_epochs: [3]}\ninner_folds: 2\nsplit: k2\n")
+    assert main(["run", str(data), "--config", str(config), "--model", model,
+                 "--out", str(tmp_path / "run"), "--no-cache"]) == 0
+    with open(tmp_path / "run" / "predictions.csv") as f:
+        systems = {row["system"] for row in csv.DictReader(f)}
+    early = "model_fusion" if model.startswith(("fusion", "e2e")) else "early"
+    assert {"a", "b", early} <= systems
     saved = tmp_path / "model.zip"
     assert main(["train", str(data), "--config", str(config), "--model", model,
                  "--system", "early", "--out", str(saved), "--no-cache"]) == 0
