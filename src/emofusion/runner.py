@@ -199,9 +199,14 @@ def _backend(config: RunConfig, sequence_model: bool):
         yield None
 
 
+def local_jobs(config: RunConfig) -> int:
+    """Worker processes on this machine: `config.jobs`, or 2 when it is 0 or negative."""
+    return config.jobs if config.jobs > 0 else 2
+
+
 def _run_folds(folds, setup, config: RunConfig, console: Console, progress: bool,
                sequence_model: bool) -> list[FoldOutput]:
-    jobs = min(config.jobs if config.jobs > 0 else 2, len(folds))
+    jobs = min(local_jobs(config), len(folds))
     columns = (TextColumn("[bold]folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     outputs = []
     with _backend(config, sequence_model), Progress(*columns, console=console,
@@ -267,5 +272,5 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
         config.out, predictions, manifest.label_names, system_kinds(setup),
         config=config.model_dump(mode="json"), audit=audit,
         dropped=[p.to_dict() for p in data.dropped], warnings=run_warnings,
-        n_boot=config.n_bootstrap, seed=config.seed, jobs=config.jobs)
+        n_boot=config.n_bootstrap, seed=config.seed, jobs=local_jobs(config))
     return RunResult(config, config.out, predictions, metrics, audit, data.dropped, outputs)

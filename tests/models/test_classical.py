@@ -323,3 +323,12 @@ def test_stacking_reuses_the_lda_search_out_of_fold_probabilities_exactly():
     np.testing.assert_allclose(reused, refitted, atol=1e-5)
     other_folds = inner_folds(y, None, 3)  # different folds: must refit, not reuse
     assert not np.allclose(out_of_fold_probabilities(model, X, y, other_folds, 4), reused)
+
+
+def test_shrinkage_lda_refit_without_search_forgets_the_old_search():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(80, 5)), np.arange(80) % 2
+    model = ShrinkageLDA(shrinkage="cv").fit(X, y, groups=np.arange(80) % 4)
+    assert set(model.best_params_) == {"shrinkage"} and 0 <= model.best_score_ <= 1
+    model.set_params(shrinkage=0.5, shrinkage_grid=None).fit(X, y)
+    assert not hasattr(model, "best_params_") and not hasattr(model, "oof_proba_")

@@ -43,16 +43,22 @@ def _root(a: np.ndarray) -> np.ndarray:
 
 def shared_rows(cells: list[np.ndarray], dtype=np.float32) -> tuple[np.ndarray, np.ndarray] | None:
     """(base, offsets (n,)) when every (T_i, d) cell is a block of rows of one C-contiguous
-    `dtype` base array (as `pack_frames` makes them), else None."""
-    base = _root(cells[0])
-    if base.ndim != 2 or base.dtype != dtype or not base.flags.c_contiguous:
+    `dtype` array (as `pack_frames` makes them; also after pickle protocol 5, which rebuilds the
+    array as a flat buffer), else None. `base` is that array as (total_rows, d)."""
+    first = cells[0]
+    root = _root(first)
+    if first.ndim != 2 or root.dtype != dtype or not root.flags.c_contiguous:
         return None
+    width = first.shape[1]
+    if root.size % max(width, 1) or (root.ndim == 2 and root.shape[1] != width) or root.ndim > 2:
+        return None
+    base = root.reshape(-1, width)
     row_bytes, start = base.strides[0], base.ctypes.data
     offsets = np.empty(len(cells), dtype=np.int64)
     for i, cell in enumerate(cells):
         shift = cell.ctypes.data - start
-        if (_root(cell) is not base or cell.ndim != 2 or cell.dtype != dtype
-                or not cell.flags.c_contiguous or cell.shape[1] != base.shape[1] or shift % row_bytes):
+        if (_root(cell) is not root or cell.ndim != 2 or cell.dtype != dtype
+                or not cell.flags.c_contiguous or cell.shape[1] != width or shift % row_bytes):
             return None
         offsets[i] = shift // row_bytes
     return base, offsets

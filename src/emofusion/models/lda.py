@@ -180,12 +180,14 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
         """Fit on X (n, d) float and labels y (n,); `groups` (n,) are speakers for ``"cv"``."""
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
+        for stale in ("best_params_", "best_score_", "cv_scores_", "oof_proba_", "cv_held_out_"):
+            self.__dict__.pop(stale, None)  # a refit without search must not report old ones
         self.classes_, codes = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"ShrinkageLDA needs at least two classes; got 1 class: {self.classes_}")
         offset = X.mean(axis=0)
         shifted = X - offset
-        uses_ledoit_wolf = "auto" in (self.shrinkage, *self.shrinkage_grid)
+        uses_ledoit_wolf = "auto" in (self.shrinkage, *(self.shrinkage_grid or ()))
         squared = shifted * shifted if uses_ledoit_wolf else None  # only Ledoit-Wolf needs it
         weights = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
         if self.shrinkage == "cv":

@@ -294,10 +294,11 @@ class Batcher:
 
     def _padded_bytes(self) -> int:
         """Bytes of all buckets once padded (each to its longest utterance per modality)."""
+        row_bytes = np.multiply(self.store.widths, [f.dtype.itemsize for f in self.store.frames])
         total = 0
         for rows in self.bucket_rows:
             longest = self.store.lengths[rows].max(axis=0)
-            total += len(rows) * int(np.dot(np.maximum(longest, 1), self.store.widths)) * 4
+            total += len(rows) * int(np.dot(np.maximum(longest, 1), row_bytes))
         return total
 
     def _pad(self, rows):

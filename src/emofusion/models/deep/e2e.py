@@ -64,8 +64,9 @@ class EmbeddingFusionHead(SequenceInputMixin, TorchClassifier):
 
 
 def _is_text_column(column: np.ndarray) -> bool:
-    """True when the cells are transcripts (str / None) rather than frame arrays."""
-    return all(cell is None or isinstance(cell, str) for cell in column)
+    """True when the cells are transcripts (str, some may be None) rather than frame arrays."""
+    return (any(isinstance(cell, str) for cell in column)
+            and all(cell is None or isinstance(cell, str) for cell in column))
 
 
 class EndToEndFusionClassifier(ClassifierMixin, BaseEstimator):
@@ -143,6 +144,10 @@ class EndToEndFusionClassifier(ClassifierMixin, BaseEstimator):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} columns, but {type(self).__name__} was fitted "
                              f"with {self.n_features_in_}.")
+        text_columns = [j for j in range(X.shape[1]) if _is_text_column(X[:, j])]
+        if not set(text_columns) <= set(self.text_columns_):
+            raise ValueError(f"columns {text_columns} hold transcripts, but {type(self).__name__} "
+                             f"was fitted with transcripts in columns {self.text_columns_}.")
         return self.head_.predict_proba(self._embeddings(X))
 
     def predict(self, X) -> np.ndarray:
