@@ -29,7 +29,7 @@ from emofusion.fusion.stacking import StackingFusionClassifier
 from emofusion.models.pipeline import build_pipeline
 from emofusion.models.registry import ModelSpec, get_model
 from emofusion.models.saved import ModelCard, SavedModel
-from emofusion.runner import TRANSCRIPT, PreparedData, _system_inputs, prepare_data
+from emofusion.runner import TRANSCRIPT, PreparedData, _system_inputs, prepare_data, transcript_texts
 
 
 def _modality_columns(modalities: list[str], inputs: dict) -> list[tuple[int, int]]:
@@ -154,7 +154,7 @@ def predict_dataset(model: SavedModel, csv_path: Path, features_root: Path | Non
     frames, problems = {}, []
     for modality in model.card.modalities:
         if modality == TRANSCRIPT:
-            frames[modality] = _dataset_transcripts(manifest.table, csv_path)
+            frames[modality] = transcript_texts(manifest.table, str(csv_path)).tolist()
             continue
         data = load_modality(manifest, modality, [], keep_sequences=True,
                              expected_width=model.card.widths[modality])
@@ -166,12 +166,6 @@ def predict_dataset(model: SavedModel, csv_path: Path, features_root: Path | Non
     frames = {m: [f[i] for i in keep] for m, f in frames.items()}
     X = model_inputs(model, frames, manifest.speakers[keep])
     return _probability_table(model, manifest.ids[keep], X), problems
-
-
-def _dataset_transcripts(table: pd.DataFrame, csv_path: Path) -> list[str]:
-    if TRANSCRIPT not in table.columns:
-        raise ConfigError(f"{csv_path} has no 'transcript' column, which this model reads")
-    return table[TRANSCRIPT].fillna("").astype(str).tolist()
 
 
 def predict_arrays(model: SavedModel, arrays: dict[str, np.ndarray],

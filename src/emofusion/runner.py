@@ -87,11 +87,16 @@ class RunResult:
 TRANSCRIPT = "transcript"
 
 
-def _transcripts(manifest: Manifest) -> tuple[dict[str, Any], list[Problem], dict[str, int]]:
-    if TRANSCRIPT not in manifest.table.columns:
-        raise ConfigError("this model reads transcripts: the dataset needs a 'transcript' column "
+def transcript_texts(table: pd.DataFrame, source: str = "the dataset") -> pd.Series:
+    """The utterances' ``transcript`` column as str; a ConfigError when `source` lacks it."""
+    if TRANSCRIPT not in table.columns:
+        raise ConfigError(f"this model reads transcripts: {source} needs a 'transcript' column "
                           "(emofusion extract writes one for corpora with text)")
-    texts = manifest.table[TRANSCRIPT].astype(str)
+    return table[TRANSCRIPT].fillna("").astype(str)
+
+
+def _transcripts(manifest: Manifest) -> tuple[dict[str, Any], list[Problem], dict[str, int]]:
+    texts = transcript_texts(manifest.table)
     problems = [Problem("empty transcript", "fill it in or use --on-bad-file skip", utterance_id=uid)
                 for uid in manifest.table.loc[texts.str.strip() == "", "utterance_id"]]
     return {TRANSCRIPT: texts.to_numpy(dtype=object)}, problems, {TRANSCRIPT: 0}

@@ -70,7 +70,11 @@ def confusion_counts(true_codes: np.ndarray, predicted_codes: np.ndarray, n_clas
 def balanced_accuracy(true_codes: np.ndarray, predicted_codes: np.ndarray, n_classes: int) -> float:
     """UA of integer codes (n,): mean recall over the classes present in `true_codes`, as
     ``sklearn.metrics.balanced_accuracy_score`` (without its input checks, for inner loops)."""
-    counts = confusion_counts(true_codes, predicted_codes, n_classes)
+    return _unweighted_accuracy(confusion_counts(true_codes, predicted_codes, n_classes))
+
+
+def _unweighted_accuracy(counts: np.ndarray) -> float:
+    """Mean recall over the classes with support in a (K, K) confusion matrix (rows = true)."""
     support = counts.sum(axis=1)
     present = support > 0
     return float(np.mean(np.diag(counts)[present] / support[present]))
@@ -85,7 +89,7 @@ def headline_from_confusion(counts: np.ndarray) -> dict[str, float]:
     seen = support + predicted > 0
     return {
         "f1_micro": float(hits.sum() / counts.sum()),
-        "ua": float(np.mean(hits[support > 0] / support[support > 0])),
+        "ua": _unweighted_accuracy(counts),
         "f1_macro": float(np.mean(2 * hits[seen] / (support + predicted)[seen])),
     }
 

@@ -75,40 +75,40 @@ class PackedCells(np.ndarray):
 
 
 def _unpacked(columns: list, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The object array that `PackedCells` pickled: views of each frame column's base (length -1
-    = a None cell); other columns (e.g. transcripts) as they were."""
-    out = np.empty(lengths.shape, dtype=object)
+    """The `PackedCells` that pickled these: views of each frame column's base (length -1 = a
+    None cell); other columns (e.g. transcripts, held as a 1-tuple) as they were."""
+    out = np.empty(lengths.shape, dtype=object).view(PackedCells)
     for j, column in enumerate(columns):
         if isinstance(column, tuple):
             out[:, j] = column[0]
             continue
         for i in np.flatnonzero(lengths[:, j] >= 0):
             out[i, j] = column[offsets[i, j]:offsets[i, j] + lengths[i, j]]
-    return packed(out)
+    out._packing = (columns, offsets, lengths)
+    return out
 
 
-def _column_packing(cells: np.ndarray):
-    """(base, offsets, lengths) of a column of frame views of one base, or the column itself
-    (as a 1-tuple) when its cells are not such views."""
+def _column_packing(cells: np.ndarray) -> tuple:
+    """(payload, offsets (n,), lengths (n,)) of one column: payload is the base array when the
+    cells are frame views of one base (lengths -1 = None), else the column itself in a 1-tuple."""
+    offsets, lengths = np.zeros(len(cells), np.int64), np.full(len(cells), -1, np.int64)
     present = [i for i, cell in enumerate(cells) if cell is not None]
     arrays = [cells[i] for i in present]
     shared = shared_rows(arrays) if arrays and all(isinstance(a, np.ndarray) for a in arrays) else None
     if shared is None:
-        return (cells,)
-    offsets, lengths = np.zeros(len(cells), np.int64), np.full(len(cells), -1, np.int64)
+        return (cells,), offsets, lengths
     offsets[present], lengths[present] = shared[1], [len(a) for a in arrays]
     return shared[0], offsets, lengths
 
 
 def packed(cells: np.ndarray) -> np.ndarray:
     """`cells` as `PackedCells` when at least one column holds views of one base array."""
-    columns = [_column_packing(cells[:, j]) for j in range(cells.shape[1])]
-    if all(len(c) == 1 for c in columns):
+    payloads, offsets, lengths = zip(*(_column_packing(cells[:, j]) for j in range(cells.shape[1])),
+                                     strict=True)
+    if all(isinstance(payload, tuple) for payload in payloads):
         return cells
-    offsets = np.stack([c[1] if len(c) == 3 else np.zeros(len(cells), np.int64) for c in columns], axis=1)
-    lengths = np.stack([c[2] if len(c) == 3 else np.full(len(cells), -1) for c in columns], axis=1)
     out = cells.view(PackedCells)
-    out._packing = ([c[0] if len(c) == 3 else c for c in columns], offsets, lengths)
+    out._packing = (list(payloads), np.stack(offsets, axis=1), np.stack(lengths, axis=1))
     return out
 
 

@@ -271,8 +271,9 @@ class Batcher:
     """Length-bucketed mini-batches over the utterances ``rows`` of a store.
 
     Utterances are sorted by total length (stable, so the order is deterministic) and cut into
-    buckets of ``bucket_batches * batch_size``. Each bucket is padded once, as torch tensors; a
-    batch is a row selection of its bucket trimmed to the batch's own longest sequence.
+    buckets of ``bucket_batches * batch_size``. Under `precompute_bytes`, each bucket is padded
+    once, as torch tensors, and a batch is a row selection of its bucket trimmed to the batch's own
+    longest sequence; above it, each batch is gathered and padded when used.
     """
 
     #: buckets are padded once up front when their padded frames fit in this many bytes,
