@@ -66,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from emofusion.runner import print_summary, run
 
     config = _config_from_args(args, out=args.out)
-    print_summary(run(config, console=console), Console(width=160))
+    result = run(config, console=console, resume=args.resume, overwrite=args.overwrite)
+    print_summary(result, Console(width=160))
     return 0
 
 
@@ -80,7 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = build_config({"dataset": csv, "out": out / "run", "on_bad_file": "skip",
                            "jobs": args.jobs, "seed": args.seed, "cache_dir": out / "cache"})
     (out / "run.yaml").write_text(config.to_yaml())
-    print_summary(run(config, console=console), Console(width=160))
+    print_summary(run(config, console=console, overwrite=True), Console(width=160))
     return 0
 
 
@@ -181,6 +182,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_run_options(run)
     run.add_argument("--out", type=Path, required=True, help="run folder")
     run.add_argument("--systems", nargs="+", choices=SYSTEM_CHOICES)
+    run.add_argument("--resume", action="store_true",
+                     help="continue the interrupted run in --out (same options and data): only "
+                          "folds without a checkpoint in OUT/folds/ are computed")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run in --out (by default a non-empty --out is refused)")
     run.set_defaults(func=cmd_run)
 
     train = sub.add_parser("train", help="fit one system on all speakers and save it")

@@ -20,6 +20,7 @@ from emofusion.config import RunConfig
 from emofusion.data.manifest import Manifest, load_manifest
 from emofusion.errors import ConfigError, DataProblemError, Problem
 from emofusion.evaluation.audit import build_audit
+from emofusion.evaluation.checkpoints import RunFolder
 from emofusion.evaluation.experiment import (
     FoldOutput,
     make_setup,
@@ -43,6 +44,7 @@ from emofusion.features.sequences import (
     packed,
 )
 from emofusion.models.registry import ModelSpec, get_model
+from emofusion.provenance import data_sha256, provenance
 
 SKIP_HINT = ("Fix these files, or rerun with --on-bad-file skip to leave these utterances out "
              "(each is then listed with its reason in the report and metrics.json).")
@@ -210,18 +212,26 @@ def local_jobs(config: RunConfig) -> int:
 
 
 def _run_folds(folds, setup, config: RunConfig, console: Console, progress: bool,
-               sequence_model: bool) -> list[FoldOutput]:
-    jobs = min(local_jobs(config), len(folds))
+               sequence_model: bool, folder: RunFolder) -> list[FoldOutput]:
+    """Run the folds without a checkpoint in `folder`, saving each as it completes; returns
+    every fold's output read back from its checkpoint, in fold order (so a resumed run and an
+    uninterrupted one report the same values)."""
+    finished = folder.finished()
+    todo = [fold for fold in folds if fold.index not in finished]
+    if len(todo) < len(folds):
+        console.print(f"resuming {folder.path}: {len(folds) - len(todo)} of {len(folds)} folds "
+                      "already finished")
     columns = (TextColumn("[bold]folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    outputs = []
-    with _backend(config, sequence_model), Progress(*columns, console=console,
-                                                    disable=not progress) as bar:
-        task = bar.add_task("folds", total=len(folds))
-        parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        for output in parallel(delayed(run_fold)(fold, setup) for fold in folds):
-            outputs.append(output)
-            bar.advance(task)
-    return sorted(outputs, key=lambda o: o.fold.index)
+    with Progress(*columns, console=console, disable=not progress) as bar:
+        task = bar.add_task("folds", total=len(folds), completed=len(folds) - len(todo))
+        if todo:
+            with _backend(config, sequence_model):
+                parallel = Parallel(n_jobs=min(local_jobs(config), len(todo)),
+                                    return_as="generator_unordered")
+                for output in parallel(delayed(run_fold)(fold, setup) for fold in todo):
+                    folder.save(output)
+                    bar.advance(task)
+    return [folder.load(fold) for fold in folds]
 
 
 def _write_run_folder(run_dir: Path, config: RunConfig, predictions: pd.DataFrame,
@@ -248,8 +258,17 @@ def print_summary(result: RunResult, console: Console) -> None:
     console.print(f"report: {result.run_dir / 'report.html'}")
 
 
-def run(config: RunConfig, *, progress: bool = True, console: Console | None = None) -> RunResult:
+def run(config: RunConfig, *, progress: bool = True, console: Console | None = None,
+        resume: bool = False, overwrite: bool = False) -> RunResult:
     """Run the experiment a config describes and write its run folder.
+
+    Each finished fold is saved in ``<out>/folds/`` as it completes (`RunFolder`).
+
+    Args:
+        resume: continue the interrupted run in ``config.out``: only folds without a checkpoint
+            are computed; refused when the configuration or data changed.
+        overwrite: replace the run in ``config.out``. Without either flag, a non-empty
+            ``config.out`` is refused.
 
     Returns:
         The `RunResult` (predictions, metrics, audit, dropped utterances, per-fold details).
@@ -257,6 +276,7 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
     from emofusion.report.writer import write_report
 
     console = console or Console(stderr=True)
+    folder = RunFolder(config.out, resume=resume, overwrite=overwrite)
     spec = get_model(config.model)
     data = prepare_data(config)
     manifest, y = data.manifest, data.manifest.y
@@ -268,7 +288,10 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
         run_warnings.append(RANDOM_SPLIT_WARNING)
     setup = make_setup(config, _system_inputs(data, config, spec), y, manifest.speakers,
                        list(manifest.modalities), len(manifest.label_names))
-    outputs = _run_folds(folds, setup, config, console, progress, spec.input == "sequence")
+    data_hash = data_sha256(manifest.table, data.features)
+    run_provenance = folder.begin(config, data_hash, provenance(data_hash))
+    outputs = _run_folds(folds, setup, config, console, progress, spec.input == "sequence",
+                         folder)
     predictions = predictions_table(outputs, manifest.table, y, manifest.label_names)
     audit = build_audit(folds, [o.inner_speakers() for o in outputs], manifest.speakers,
                         manifest.table, config, spec.input)
@@ -277,5 +300,6 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
         config.out, predictions, manifest.label_names, system_kinds(setup),
         config=config.model_dump(mode="json"), audit=audit,
         dropped=[p.to_dict() for p in data.dropped], warnings=run_warnings,
-        n_boot=config.n_bootstrap, seed=config.seed, jobs=local_jobs(config))
+        n_boot=config.n_bootstrap, seed=config.seed, jobs=local_jobs(config),
+        provenance=run_provenance)
     return RunResult(config, config.out, predictions, metrics, audit, data.dropped, outputs)

@@ -1,7 +1,8 @@
 """On-disk cache of pooled matrices, so a second run does not re-read the `.npy` files.
 
-The key hashes the modality, the file list with each file's size and modification time (or the
-zip's), and the declared width; each pooling method is stored as its own `.npy`, next to a JSON
+The key hashes the modality, the pooling code's version (`pooling.POOLING_VERSION`), the
+ordered utterance ids, the file list with each file's size and modification time (or the zip's),
+and the declared width; each pooling method is stored as its own `.npy`, next to a JSON
 file with the modality's width and problems.
 """
 
@@ -15,8 +16,10 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
+from emofusion.atomic import atomic_open, atomic_write_text
 from emofusion.data.manifest import Manifest
 from emofusion.errors import Problem
+from emofusion.features import pooling
 from emofusion.features.loading import ModalityData, load_modality
 
 
@@ -24,12 +27,6 @@ def default_cache_dir() -> Path:
     """`$EMOFUSION_CACHE_DIR`, else `~/.cache/emofusion`."""
     env = os.environ.get("EMOFUSION_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "emofusion"
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
 
 
 class PooledCache:
@@ -51,6 +48,8 @@ class PooledCache:
             delayed(manifest.source.locate)(p) for p in paths)
         digest = hashlib.sha256()
         digest.update(modality.encode())
+        digest.update(json.dumps({"pooling_version": pooling.POOLING_VERSION,
+                                  "utterance_ids": manifest.ids.tolist()}).encode())
         digest.update(json.dumps(manifest.modality_info.get(modality, {}), sort_keys=True).encode())
         digest.update("\n".join(paths).encode())
         digest.update(manifest.source.fingerprint(locations).encode())
@@ -82,8 +81,7 @@ class PooledCache:
     def _store(self, meta_path: Path, arrays: dict[str, Path], data: ModalityData) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         for method, path in arrays.items():
-            _atomic_save(path, data.pooled[method])
+            with atomic_open(path) as handle:
+                np.save(handle, data.pooled[method])
         meta = {"width": data.width, "problems": [p.to_dict() for p in data.problems]}
-        tmp = meta_path.with_name(meta_path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)
+        atomic_write_text(meta_path, json.dumps(meta))

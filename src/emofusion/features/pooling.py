@@ -8,6 +8,11 @@ import numpy as np
 
 PoolFunction = Callable[[np.ndarray], np.ndarray]
 
+POOLING_VERSION = 1
+"""Version of the pooling code, part of the pooled-feature cache key (`features.cache`): bump it
+whenever a pooling function (or the reading before it) changes what it returns, so that no run
+is served matrices pooled by older code."""
+
 
 def _mean(frames: np.ndarray) -> np.ndarray:
     return frames.mean(axis=0)

@@ -551,6 +551,7 @@ def write_report(
     seed: int = 0,
     title: str = "emofusion run",
     jobs: int = 1,
+    provenance: dict | None = None,
 ) -> dict:
     """Write ``metrics.json``, ``plots/*.png``, ``report.md`` and ``report.html`` to run_dir.
 
@@ -570,10 +571,11 @@ def write_report(
         n_boot, seed: speaker-bootstrap settings.
         title: the report title.
         jobs: local processes drawing the figures.
+        provenance: what produced the run (versions, git commit, data hash), stored as is.
 
     Returns:
         the metrics dict as written to metrics.json: ``label_names``, ``systems``,
-        ``comparisons``, ``dropped``, ``warnings``, ``audit``.
+        ``comparisons``, ``dropped``, ``warnings``, ``audit``, and ``provenance`` when given.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -584,7 +586,8 @@ def write_report(
                           jobs)
     dropped_records = [to_jsonable(d) for d in dropped]
     result = to_jsonable({**metrics, "comparisons": comparisons, "dropped": dropped_records,
-                          "warnings": list(warnings), "audit": audit})
+                          "warnings": list(warnings), "audit": audit,
+                          **({"provenance": provenance} if provenance else {})})
     with open(run_dir / "metrics.json", "w", encoding="utf-8") as handle:
         json.dump(result, handle, indent=2, ensure_ascii=False, allow_nan=False)
     blocks = build_blocks(

@@ -34,6 +34,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
+from emofusion.models.deep._augment import (
+    LearningRateSchedule,
+    mixup,
+    mixup_cross_entropy,
+    spec_augment,
+)
 from emofusion.models.deep._data import Batcher, frame_statistics
 
 
@@ -182,12 +188,26 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     Parameters every subclass has: ``dropout, lr, weight_decay, max_epochs, batch_size, patience,
     validation_fraction, class_weight, random_state, device, n_threads``.
 
+    Training aids (see `_augment.py`), parameters of the subclasses that declare them; the class
+    attributes below are the values for the others (no aid):
+    ``time_masks, time_mask_fraction, freq_masks, freq_mask_fraction`` (SpecAugment-style
+    masking of training batches), ``mixup_alpha`` (mixup; 0 = off), ``lr_schedule``
+    (``"constant"`` or ``"cosine"``) and ``warmup_fraction``.
+
     Fitted attributes: ``classes_``, ``n_features_in_``, ``module_`` (the ``nn.Module``),
     ``module_config_`` (what rebuilds it), ``best_epoch_`` (1-based epoch whose weights were kept),
-    ``history_`` (per-epoch ``train_loss``, ``val_loss``, ``val_accuracy``),
-    ``validation_groups_`` (speakers held out for early stopping, None without groups),
-    ``n_validation_samples_``.
+    ``history_`` (per-epoch ``train_loss``, ``val_loss``, ``val_accuracy``, ``lr`` = the rate of
+    the epoch's last step), ``validation_groups_`` (speakers held out for early stopping, None
+    without groups), ``n_validation_samples_``.
     """
+
+    time_masks = 0
+    time_mask_fraction = 0.0
+    freq_masks = 0
+    freq_mask_fraction = 0.0
+    mixup_alpha = 0.0
+    lr_schedule = "constant"
+    warmup_fraction = 0.0
 
     #: convert the fitted module to float64 for prediction (batch-composition invariant)
     _predict_in_double = True
@@ -221,6 +241,26 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
     def _make_optimizer(self, module: torch.nn.Module) -> AdamW:
         return AdamW(module.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+    def _frequency_channels(self) -> int:
+        """Channel blocks of a frame's columns that share frequency bands (1 = plain features)."""
+        return 1
+
+    def _augmented(self, batch) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None,
+                                         float]:
+        """A training batch after masking and mixup: (xs, lengths, mixup partner rows or None,
+        mixup weight lam)."""
+        xs, lengths = batch.xs, batch.lengths
+        if (self.time_masks and self.time_mask_fraction) or (self.freq_masks
+                                                             and self.freq_mask_fraction):
+            xs = [spec_augment(x, lengths[:, m], time_masks=self.time_masks,
+                               time_mask_fraction=self.time_mask_fraction,
+                               freq_masks=self.freq_masks, freq_mask_fraction=self.freq_mask_fraction,
+                               n_channels=self._frequency_channels())
+                  for m, x in enumerate(xs)]
+        if self.mixup_alpha and self.mixup_alpha > 0:
+            return mixup(xs, lengths, float(self.mixup_alpha))
+        return xs, lengths, None, 1.0
 
     def _new_module(self, config: dict, device: torch.device,
                     restoring: bool = False) -> torch.nn.Module:
@@ -309,6 +349,11 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         val_batches = (Batcher(store, val_rows, self.batch_size, torch.float32, device,
                                bucket_batches=self._bucket_batches) if len(val_rows) else None)
         optimizer = self._make_optimizer(module)
+        base_rates = [group["lr"] for group in optimizer.param_groups]
+        schedule = LearningRateSchedule(
+            str(self.lr_schedule), float(self.warmup_fraction),
+            int(self.max_epochs) * train_batches.batches_per_epoch)
+        step = 0
         history: list[dict] = []
         best_loss, best_epoch, best_state, waited = math.inf, 0, None, 0
         patience = self.patience if self.patience is not None else math.inf
@@ -316,9 +361,13 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
             module.train()
             total, weight_sum = 0.0, 0.0
             for batch in train_batches.shuffled(rng):
+                schedule.apply(optimizer, base_rates, step)
+                step += 1
                 target = y_all[torch.as_tensor(batch.rows, device=device)]
-                logits = module(batch.xs, batch.lengths)
-                loss = F.cross_entropy(logits, target, weight=w)
+                xs, lengths, partner, lam = self._augmented(batch)
+                logits = module(xs, lengths)
+                loss = (F.cross_entropy(logits, target, weight=w) if partner is None
+                        else mixup_cross_entropy(logits, target, partner, lam, w))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(module.parameters(), 5.0)
@@ -326,7 +375,8 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
                 bw = float(len(target) if w is None else w[target].sum())
                 total += float(loss.detach()) * bw
                 weight_sum += bw
-            record = {"epoch": epoch, "train_loss": total / max(weight_sum, 1e-12)}
+            record = {"epoch": epoch, "train_loss": total / max(weight_sum, 1e-12),
+                      "lr": float(optimizer.param_groups[0]["lr"])}
             if val_batches is not None:
                 record["val_loss"], record["val_accuracy"] = self._evaluate(
                     module, val_batches, y_all, w, device)

@@ -331,6 +331,11 @@ class Batcher:
             out.append(x)
         return out, Lb
 
+    @property
+    def batches_per_epoch(self) -> int:
+        """Mini-batches in one pass over the rows (`shuffled` and `sequential` alike)."""
+        return sum(len(self._splits(len(rows))) for rows in self.bucket_rows)
+
     def _splits(self, n: int) -> list[np.ndarray]:
         n_batches = max(1, -(-n // self.batch_size))
         return np.array_split(np.arange(n), n_batches)

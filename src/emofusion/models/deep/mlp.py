@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from emofusion.models.deep._augment import LR_SCHEDULE, MIXUP_ALPHA, WARMUP_FRACTION
 from emofusion.models.deep._base import TorchClassifier
 from emofusion.models.deep._data import PooledStore
 from emofusion.models.deep._modules import MLPNet
@@ -17,6 +18,9 @@ class TorchMLPClassifier(TorchClassifier):
     Parameters:
         hidden_sizes: widths of the hidden layers, default ``(128, 64)``.
         dropout: dropout after each hidden layer.
+        mixup_alpha: mixup of training batches with weight ~ Beta(alpha, alpha); 0 = off.
+        lr_schedule: ``"cosine"`` (linear warm-up over ``warmup_fraction`` of all steps, then
+            cosine decay) or ``"constant"``.
         lr, weight_decay: AdamW settings.
         max_epochs, batch_size: training length and mini-batch size.
         patience: epochs without validation-loss improvement before stopping.
@@ -28,11 +32,16 @@ class TorchMLPClassifier(TorchClassifier):
         n_threads: torch threads during fit/predict (default 1; None keeps torch's setting).
     """
 
-    def __init__(self, hidden_sizes=(128, 64), dropout=0.3, lr=1e-3, weight_decay=1e-4,
-                 max_epochs=100, batch_size=32, patience=10, validation_fraction=0.15,
-                 class_weight=None, random_state=None, device="cpu", n_threads=1):
+    def __init__(self, hidden_sizes=(128, 64), dropout=0.3, mixup_alpha=MIXUP_ALPHA,
+                 lr_schedule=LR_SCHEDULE, warmup_fraction=WARMUP_FRACTION, lr=1e-3,
+                 weight_decay=1e-4, max_epochs=100, batch_size=32, patience=10,
+                 validation_fraction=0.15, class_weight=None, random_state=None, device="cpu",
+                 n_threads=1):
         self.hidden_sizes = hidden_sizes
         self.dropout = dropout
+        self.mixup_alpha = mixup_alpha
+        self.lr_schedule = lr_schedule
+        self.warmup_fraction = warmup_fraction
         self.lr = lr
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from emofusion.models.deep._augment import (
+    FREQ_MASK_FRACTION,
+    FREQ_MASKS,
+    LR_SCHEDULE,
+    MIXUP_ALPHA,
+    TIME_MASK_FRACTION,
+    TIME_MASKS,
+    WARMUP_FRACTION,
+)
 from emofusion.models.deep._base import TorchClassifier
 from emofusion.models.deep._data import SequenceStore, _as_object_matrix, parse_cells
 from emofusion.models.deep._modules import SequenceNet
@@ -94,12 +103,23 @@ class SequenceClassifier(SequenceInputMixin, TorchClassifier):
             the extra layers of gated/attention.
         modality_dropout: probability of zeroing each modality's embedding per training sample
             (never all modalities of a sample).
+        time_masks, time_mask_fraction: SpecAugment-style time masking of training batches:
+            per utterance and modality, ``time_masks`` runs of at most ``time_mask_fraction`` of
+            its frames are set to the training mean (0 after standardisation).
+        freq_masks, freq_mask_fraction: the same over feature columns (frequency bands of
+            log-mel frames), each band at most ``freq_mask_fraction`` of the columns wide.
+        mixup_alpha: mixup of training batches with weight ~ Beta(alpha, alpha); 0 = off.
+        lr_schedule: ``"cosine"`` (linear warm-up over ``warmup_fraction`` of all steps, then
+            cosine decay) or ``"constant"``.
         dropout, lr, weight_decay, max_epochs, batch_size, patience, validation_fraction,
         class_weight, random_state, device, n_threads: as in `TorchMLPClassifier`.
     """
 
     def __init__(self, encoder="gru", hidden_size=64, n_layers=None, n_heads=4,
-                 attention_size=64, fusion="concat", modality_dropout=0.0, dropout=0.2,
+                 attention_size=64, fusion="concat", modality_dropout=0.0, time_masks=TIME_MASKS,
+                 time_mask_fraction=TIME_MASK_FRACTION, freq_masks=FREQ_MASKS,
+                 freq_mask_fraction=FREQ_MASK_FRACTION, mixup_alpha=MIXUP_ALPHA,
+                 lr_schedule=LR_SCHEDULE, warmup_fraction=WARMUP_FRACTION, dropout=0.2,
                  lr=2e-3, weight_decay=1e-4, max_epochs=30, batch_size=64, patience=5,
                  validation_fraction=0.15, class_weight=None, random_state=None, device="cpu",
                  n_threads=1):
@@ -110,6 +130,13 @@ class SequenceClassifier(SequenceInputMixin, TorchClassifier):
         self.attention_size = attention_size
         self.fusion = fusion
         self.modality_dropout = modality_dropout
+        self.time_masks = time_masks
+        self.time_mask_fraction = time_mask_fraction
+        self.freq_masks = freq_masks
+        self.freq_mask_fraction = freq_mask_fraction
+        self.mixup_alpha = mixup_alpha
+        self.lr_schedule = lr_schedule
+        self.warmup_fraction = warmup_fraction
         self.dropout = dropout
         self.lr = lr
         self.weight_decay = weight_decay

@@ -14,6 +14,14 @@ import torch
 from torch import nn
 
 from emofusion.errors import MissingExtraError
+from emofusion.models.deep._augment import (
+    FREQ_MASK_FRACTION,
+    FREQ_MASKS,
+    LR_SCHEDULE,
+    TIME_MASK_FRACTION,
+    TIME_MASKS,
+    WARMUP_FRACTION,
+)
 from emofusion.models.deep._base import TorchClassifier
 from emofusion.models.deep._modules import ResizedBackbone, SmallSpectrogramCNN, SpectrogramNet
 from emofusion.models.deep.sequence import SequenceInputMixin
@@ -60,6 +68,10 @@ class SpectrogramCNNClassifier(SequenceInputMixin, TorchClassifier):
         pretrained_weights: path of a local torchvision state-dict file (ImageNet weights) for
             the torchvision backbones; never downloaded.
         image_size: resize target of the torchvision backbones (default 224).
+        time_masks, time_mask_fraction, freq_masks, freq_mask_fraction: SpecAugment-style masking
+            of training batches as in `SequenceClassifier`; a frequency band is masked in all
+            ``n_channels`` channels (spectrogram, delta, delta-delta).
+        lr_schedule, warmup_fraction: as in `SequenceClassifier`.
         dropout, lr, weight_decay, max_epochs, batch_size, patience, validation_fraction,
         class_weight, random_state, device, n_threads: as in `TorchMLPClassifier`.
     """
@@ -67,8 +79,11 @@ class SpectrogramCNNClassifier(SequenceInputMixin, TorchClassifier):
     _max_modalities = 1
 
     def __init__(self, backbone="small", channels=(16, 32, 64), n_channels=3,
-                 pretrained_weights=None, image_size=224, dropout=0.3, lr=1e-3,
-                 weight_decay=1e-4, max_epochs=40, batch_size=16, patience=8,
+                 pretrained_weights=None, image_size=224, time_masks=TIME_MASKS,
+                 time_mask_fraction=TIME_MASK_FRACTION, freq_masks=FREQ_MASKS,
+                 freq_mask_fraction=FREQ_MASK_FRACTION, lr_schedule=LR_SCHEDULE,
+                 warmup_fraction=WARMUP_FRACTION, dropout=0.3, lr=1e-3, weight_decay=1e-4,
+                 max_epochs=40, batch_size=16, patience=8,
                  validation_fraction=0.15, class_weight=None, random_state=None, device="cpu",
                  n_threads=1):
         self.backbone = backbone
@@ -76,6 +91,12 @@ class SpectrogramCNNClassifier(SequenceInputMixin, TorchClassifier):
         self.n_channels = n_channels
         self.pretrained_weights = pretrained_weights
         self.image_size = image_size
+        self.time_masks = time_masks
+        self.time_mask_fraction = time_mask_fraction
+        self.freq_masks = freq_masks
+        self.freq_mask_fraction = freq_mask_fraction
+        self.lr_schedule = lr_schedule
+        self.warmup_fraction = warmup_fraction
         self.dropout = dropout
         self.lr = lr
         self.weight_decay = weight_decay
@@ -87,6 +108,9 @@ class SpectrogramCNNClassifier(SequenceInputMixin, TorchClassifier):
         self.random_state = random_state
         self.device = device
         self.n_threads = n_threads
+
+    def _frequency_channels(self) -> int:
+        return int(self.n_channels)
 
     def _module_config(self, store, n_classes):
         width = store.widths[0]
