@@ -136,6 +136,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from emofusion.serve.server import ServeOptions, run_server
+
+    run_server(args.model, ServeOptions(
+        host=args.host, port=args.port, api_key=args.api_key, trust=args.trust,
+        max_upload_mb=args.max_upload_mb, max_audio_seconds=args.max_audio_seconds,
+        workers=args.workers, timeout=args.timeout), announce=console.print)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from emofusion.models.registry import available_models
 
@@ -208,6 +218,18 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--on-bad-file", choices=["fail", "skip"], default="fail")
     predict.add_argument("--trust", action="store_true", help="load unknown types in the model file")
     predict.set_defaults(func=cmd_predict)
+
+    serve = sub.add_parser("serve", help="REST service and web page for a saved model")
+    serve.add_argument("model", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", help="require this X-API-Key header (or set EMOFUSION_API_KEY)")
+    serve.add_argument("--trust", action="store_true", help="load unknown types in the model file")
+    serve.add_argument("--max-upload-mb", type=float, default=25.0, help="largest request body")
+    serve.add_argument("--max-audio-seconds", type=float, default=60.0, help="longest recording")
+    serve.add_argument("--workers", type=int, default=2, help="predictions computed at once")
+    serve.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    serve.set_defaults(func=cmd_serve)
 
     models = sub.add_parser("models", help="list model names")
     models.set_defaults(func=cmd_models)
