@@ -65,10 +65,20 @@ def test_unseen_speakers_get_the_average_training_statistics(corpus):
     assert abs(_speaker_frames(out, speakers, "c", 0).mean()) > 0.1
 
 
+def test_transcript_columns_are_left_alone(corpus):
+    cells, speakers = corpus
+    with_text = np.empty((12, 2), dtype=object)
+    with_text[:, 0] = cells[:, 0]
+    with_text[:, 1] = [f"utterance {i}" for i in range(12)]
+    out = speaker_normalise_frames(with_text, speakers)
+    assert list(out[:, 1]) == [f"utterance {i}" for i in range(12)]
+    np.testing.assert_allclose(_speaker_frames(out, speakers, "a", 0).mean(axis=0), 0.0, atol=1e-5)
+
+
 def test_bad_inputs_raise(corpus):
     cells, speakers = corpus
     with pytest.raises(ValueError, match="speakers has shape"):
         speaker_normalise_frames(cells, speakers[:-1])
-    cells[:, 1] = None
+    cells[:8, 1] = None  # speakers a and b have no frames in modality 1
     with pytest.raises(ValueError, match="modality column 1 has no frames"):
-        speaker_normalise_frames(cells, speakers)
+        speaker_normalise_frames(cells, speakers, fit_rows=np.arange(8))

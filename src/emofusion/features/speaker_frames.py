@@ -22,6 +22,11 @@ def _frame_statistics(cells: list[np.ndarray]) -> Stats:
     return frames.mean(axis=0), frames.std(axis=0) + 1e-8
 
 
+def _is_frame_column(column: np.ndarray) -> bool:
+    """True when the column's cells are numeric arrays (not e.g. transcript strings)."""
+    return any(isinstance(cell, np.ndarray) and cell.dtype.kind in "fiub" for cell in column)
+
+
 def _normalised_column(column: np.ndarray, speakers: np.ndarray, fit: np.ndarray) -> list:
     """One modality column (n,) of (T_i, d) cells (1-D = one frame) or None, normalised per
     speaker: a list of n float32 cells (views of one array) or None."""
@@ -44,7 +49,8 @@ def speaker_normalise_frames(cells: np.ndarray, speakers: np.ndarray,
 
     Args:
         cells: (n, n_modalities) object array of float (T_i, d_m) frames; None or 0-row cells
-            (missing modalities) stay None.
+            (missing modalities) stay None. Columns of other cells (transcript strings) are
+            returned as they are.
         speakers: (n,) speaker of each row.
         fit_rows: indices of the rows whose speakers get their own statistics (from these rows
             only); other speakers get the average statistics of those speakers. None = all rows
@@ -69,6 +75,9 @@ def speaker_normalise_frames(cells: np.ndarray, speakers: np.ndarray,
     out = np.empty(cells.shape, dtype=object)
     for m in range(cells.shape[1]):
         column = cells[:, m]
+        if not _is_frame_column(column):
+            out[:, m] = column
+            continue
         if not any(cell is not None and len(cell) > 0 for cell in column[fit]):
             raise ValueError(f"modality column {m} has no frames in the rows that give statistics.")
         for i, cell in enumerate(_normalised_column(column, speakers, fit)):
