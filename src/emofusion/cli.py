@@ -85,10 +85,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+RUN_ONLY_OPTIONS = {"split": "--split", "backend": "--backend", "dask_scheduler": "--scheduler"}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from emofusion.inference import train_model
     from emofusion.models.saved import save_model
 
+    given = [flag for name, flag in RUN_ONLY_OPTIONS.items() if getattr(args, name) is not None]
+    if given:
+        raise ConfigError(f"{' and '.join(given)}: only for `emofusion run` (outer folds); train "
+                          "fits one model on every utterance. Drop the option.")
     config = _config_from_args(args, out=Path(args.out).with_suffix(".run"))
     path = save_model(train_model(config, args.system), Path(args.out))
     console.print(f"saved {args.system} model ({config.model}) to {path}")
@@ -96,14 +103,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _single_inputs(args: argparse.Namespace, model) -> dict[str, np.ndarray]:
+    from emofusion.data.sources import FeatureFileError, FeatureSource
     from emofusion.features.extract import extract_single
 
     arrays = {}
     for modality, path in _key_values(args.npy, "--npy").items():
+        if modality not in model.card.modalities:
+            raise ConfigError(f"--npy {modality}={path}: the model has no modality '{modality}'; "
+                              f"it uses {model.card.modalities}")
         try:
-            arrays[modality] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--npy {modality}={path}: cannot read it as a .npy array ({exc})") from exc
+            arrays[modality] = FeatureSource(Path(path).parent).read(path)
+        except FeatureFileError as exc:
+            raise ConfigError(f"--npy {modality}={path}: {exc}; give a .npy file written by "
+                              "numpy.save") from exc
     if args.text and "transcript" in model.card.modalities:
         arrays["transcript"] = args.text  # the model reads the words themselves
     if args.wav or args.video or (args.text and "transcript" not in arrays):

@@ -7,14 +7,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from emofusion.errors import ConfigError
+from emofusion.features.pooling import POOLINGS
 
 UNIMODAL = "unimodal"
 FUSION_SYSTEMS = ("early", "late_vote", "late_mean", "stacking")
 SYSTEM_CHOICES = (UNIMODAL, *FUSION_SYSTEMS)
 DEFAULT_POOLING = {"visual": "mean", "acoustic": "stats", "lexical": "mean"}
+POOLING_CHOICES = (*POOLINGS, "auto")
+MULTICLASS_SCORERS = (
+    "balanced_accuracy", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
+    "precision_micro", "precision_weighted", "recall_macro", "recall_micro", "recall_weighted",
+    "jaccard_macro", "jaccard_micro", "jaccard_weighted", "matthews_corrcoef", "neg_log_loss",
+    "roc_auc_ovr", "roc_auc_ovo", "roc_auc_ovr_weighted", "roc_auc_ovo_weighted",
+)
+"""scikit-learn scorer names that work for several classes (the binary-only `f1`, `roc_auc`,
+regression and clustering scorers would fail or mean nothing on emotion classes)."""
 
 
 class RunConfig(BaseModel):
@@ -34,7 +51,7 @@ class RunConfig(BaseModel):
     systems: list[str] = Field(list(SYSTEM_CHOICES), description="systems to evaluate")
     split: str = Field("speaker", description="speaker | session | k<N> | random | official | transcript")
     pooling: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_POOLING),
-                                    description="pooling per modality: mean | max | std | stats")
+                                    description="pooling per modality: mean | max | std | stats | auto")
     default_pooling: str = Field(
         "auto", description="pooling for modalities not in `pooling`; auto = stats for frame "
         "sequences, mean for utterance vectors (from features.json)")
@@ -65,12 +82,49 @@ class RunConfig(BaseModel):
     @field_validator("split")
     @classmethod
     def _known_split(cls, split: str) -> str:
-        if split in ("speaker", "session", "random", "official", "transcript") or re.fullmatch(
-            r"k\d+", split
+        folds = re.fullmatch(r"k(\d+)", split)
+        if split in ("speaker", "session", "random", "official", "transcript") or (
+            folds and int(folds[1]) >= 2
         ):
             return split
-        raise ValueError("split must be speaker, session, k<N> (e.g. k5), random, official "
-                         "or transcript")
+        raise ValueError(f"split must be speaker, session, k<N> with N >= 2 folds (e.g. k5), "
+                         f"random, official or transcript; got '{split}'")
+
+    @field_validator("pooling")
+    @classmethod
+    def _known_poolings(cls, pooling: dict[str, str]) -> dict[str, str]:
+        for modality, method in pooling.items():
+            _check_pooling(method, f"pooling {modality}={method}")
+        return pooling
+
+    @field_validator("default_pooling")
+    @classmethod
+    def _known_default_pooling(cls, method: str) -> str:
+        return _check_pooling(method, f"default_pooling '{method}'")
+
+    @field_validator("scoring")
+    @classmethod
+    def _multiclass_scorer(cls, scoring: str) -> str:
+        if scoring not in MULTICLASS_SCORERS:
+            raise ValueError(f"'{scoring}' is not a scikit-learn scorer for several classes; "
+                             f"choose from {', '.join(MULTICLASS_SCORERS)}")
+        return scoring
+
+    @field_validator("jobs")
+    @classmethod
+    def _some_workers(cls, jobs: int) -> int:
+        if jobs == 0:
+            raise ValueError("0 workers cannot run anything; give a number of workers, -1 for "
+                             "all cores or -2 for all but one")
+        return jobs
+
+    @field_validator("param_grid")
+    @classmethod
+    def _grid_matches_model(cls, grid: dict[str, list[Any]] | None,
+                            info: ValidationInfo) -> dict[str, list[Any]] | None:
+        if grid is not None and "model" in info.data:  # fields validate in order: model first
+            _check_param_grid(info.data["model"], grid)
+        return grid
 
     def pooling_for(self, modality: str, kind: str | None = None) -> str:
         """The pooling method of one modality; `kind` ("sequence" / "vector") resolves auto."""
@@ -87,9 +141,35 @@ class RunConfig(BaseModel):
         """Load a YAML config; keyword overrides (e.g. from the command line) win."""
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must be a YAML mapping of option: value lines "
+                              f"(e.g. 'split: session'); it holds a {type(data).__name__}")
         return build_config({**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _check_pooling(method: str, what: str) -> str:
+    if method not in POOLING_CHOICES:
+        raise ValueError(f"{what}: unknown pooling method; choose from {', '.join(POOLING_CHOICES)}")
+    return method
+
+
+def _check_param_grid(model: str, grid: dict[str, list[Any]]) -> None:
+    """Every key of `grid` must be a parameter of `model`'s estimator, with at least one value."""
+    from emofusion.models.registry import get_model
+
+    try:
+        parameters = get_model(model).build(0, None).get_params()
+    except ConfigError as exc:  # unknown model name
+        raise ValueError(str(exc)) from exc
+    unknown = sorted(set(grid) - set(parameters))
+    if unknown:
+        raise ValueError(f"param_grid keys {unknown} are not parameters of model '{model}'; "
+                         f"its parameters: {', '.join(sorted(parameters))}")
+    empty = sorted(key for key, values in grid.items() if not values)
+    if empty:
+        raise ValueError(f"param_grid {empty}: give at least one value to try")
 
 
 def build_config(values: dict[str, Any]) -> RunConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -193,13 +194,28 @@ def _checked_folds(data: PreparedData, config: RunConfig):
     return folds
 
 
+DASK_CONNECT_SECONDS = 10
+
+
+def _dask_client(address: str | None):
+    """A Dask client for the scheduler at `address` (None: a local cluster); a ConfigError naming
+    the address when it is malformed or nothing answers within DASK_CONNECT_SECONDS."""
+    from emofusion.errors import require
+
+    distributed = require("dask.distributed", "cluster", "The dask backend")
+    try:
+        return distributed.Client(address, timeout=DASK_CONNECT_SECONDS)
+    except (OSError, ValueError) as exc:  # timeout / refused, or a malformed address
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address} ({exc}). Start one on the cluster "
+            f"with `dask scheduler` and its workers with `dask worker {address}`, check the "
+            "address (--scheduler tcp://HOST:8786), or run locally with --backend loky") from exc
+
+
 @contextlib.contextmanager
 def _backend(config: RunConfig, sequence_model: bool):
     if config.backend == "dask":
-        from emofusion.errors import require
-
-        distributed = require("dask.distributed", "cluster", "The dask backend")
-        with distributed.Client(config.dask_scheduler) as client, parallel_config(backend="dask"):
+        with _dask_client(config.dask_scheduler) as client, parallel_config(backend="dask"):
             yield client
         return
     with parallel_config(backend="loky"):
@@ -207,8 +223,11 @@ def _backend(config: RunConfig, sequence_model: bool):
 
 
 def local_jobs(config: RunConfig) -> int:
-    """Worker processes on this machine: `config.jobs`, or 2 when it is 0 or negative."""
-    return config.jobs if config.jobs > 0 else 2
+    """Worker processes on this machine: `config.jobs`; as in joblib, -1 means all cores, -2 all
+    but one, and so on (at least one)."""
+    if config.jobs > 0:
+        return config.jobs
+    return max(1, (os.cpu_count() or 1) + 1 + config.jobs)
 
 
 def _run_folds(folds, setup, config: RunConfig, console: Console, progress: bool,

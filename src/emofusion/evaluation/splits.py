@@ -112,12 +112,26 @@ def split_problems(split: str, table: pd.DataFrame) -> list[Problem]:
     needed = {"official": "split", "transcript": "transcript"}.get(split)
     if needed and needed not in table.columns:
         return [Problem(f"--split {split} needs a '{needed}' column", "add it or choose another split")]
+    if split == "official":
+        return _official_split_problems(table)
     group_column = "session" if split in ("session", "transcript") else "speaker"
     n_groups = table[group_column].nunique()
     wanted = int(split[1:]) if re.fullmatch(r"k\d+", split) else 2
-    if split != "random" and split != "official" and n_groups < max(wanted, 2):
+    if split != "random" and n_groups < max(wanted, 2):
         return [Problem(f"only {n_groups} {group_column}(s) for {wanted} folds",
                         f"use fewer folds or add {group_column}s")]
+    return []
+
+
+def _official_split_problems(table: pd.DataFrame) -> list[Problem]:
+    """The official split needs test rows (split == test) and training rows (any other value)."""
+    is_test = table["split"].astype(str).str.lower() == "test"
+    values = sorted(table["split"].astype(str).unique())[:10]
+    fix = "mark the test utterances with 'test' and the others with 'train' or 'dev' in the 'split' column"
+    if not is_test.any():
+        return [Problem(f"--split official: no row has split 'test' (values: {values})", fix)]
+    if is_test.all():
+        return [Problem("--split official: every row has split 'test', none is left to train on", fix)]
     return []
 
 
