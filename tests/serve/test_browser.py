@@ -1,0 +1,142 @@
+"""The web page in a real headless Chromium against a real `emofusion serve` (uvicorn in a
+subprocess on a free localhost port): the page loads the model description, a wav is uploaded
+and a transcript typed, the prediction and each modality's opinion are drawn; a recording from
+Chromium's fake microphone is predicted too; a bad upload shows the service's message.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and selenium;
+skipped with the reason when they are missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import LABELS, WORDS, voiced, wav_bytes
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("headless browser test needs Chromium and its driver: "
+                "apt-get install -y chromium chromium-driver", allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+STARTUP_SECONDS = 120
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, deadline_seconds: float) -> None:
+    """Poll ``url/health`` until it answers; fail with the server's output if it exits."""
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"emofusion serve exited:\n{process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"emofusion serve did not answer within {deadline_seconds} s")
+
+
+@pytest.fixture(scope="module")
+def served(fusion_model: Path) -> Iterator[str]:
+    """`emofusion serve` on the late-fusion model; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emofusion.cli", "serve", str(fusion_model), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process, STARTUP_SECONDS)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 "--window-size=1000,1400"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER),
+                              options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _predict_and_wait(browser, previous_label: str | None = None) -> str:
+    browser.find_element(By.ID, "predict").click()
+    wait = WebDriverWait(browser, 60)
+    wait.until(expected_conditions.visibility_of_element_located((By.ID, "result")))
+    wait.until(lambda b: b.find_element(By.ID, "busy").get_attribute("hidden") is not None)
+    return browser.find_element(By.ID, "label").text
+
+
+def _chart(browser, css: str) -> dict[str, float]:
+    rows = browser.find_elements(By.CSS_SELECTOR, f"{css} .row")
+    return {row.get_attribute("data-label"): float(row.get_attribute("data-probability"))
+            for row in rows}
+
+
+@pytest.mark.slow
+def test_page_upload_record_and_errors(served: str, browser, tmp_path: Path) -> None:
+    browser.get(served + "/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda b: "Classes:" in b.find_element(By.ID, "model-summary").text)
+    assert browser.find_element(By.ID, "audio-section").is_displayed()
+    assert browser.find_element(By.ID, "text-section").is_displayed()
+    assert not browser.find_element(By.ID, "video-section").is_displayed()
+
+    clip = tmp_path / "angry.wav"
+    clip.write_bytes(wav_bytes(voiced("anger", 1.5, rate=44100), rate=44100))
+    browser.find_element(By.ID, "audio-file").send_keys(str(clip))
+    browser.find_element(By.ID, "text").send_keys(WORDS["anger"])
+    assert _predict_and_wait(browser) == "anger"
+    assert browser.find_element(By.ID, "error").text == ""
+    chart = _chart(browser, "#chart")
+    assert list(chart) == LABELS and abs(sum(chart.values()) - 1) < 1e-3
+    assert max(chart, key=chart.get) == "anger"
+    bar = browser.find_element(By.CSS_SELECTOR, '#chart .row[data-label="anger"] .bar')
+    assert float(bar.value_of_css_property("width").removesuffix("px")) > 0
+    opinions = browser.find_elements(By.CSS_SELECTOR, "#modalities .opinion")
+    assert [o.get_attribute("data-modality") for o in opinions] == ["logmel", "minilm"]
+    assert set(_chart(browser, '.opinion[data-modality="minilm"]')) == set(LABELS)
+    browser.save_screenshot(str(tmp_path / "page.png"))
+
+    # Chromium's fake microphone plays a beep: recorded, encoded as WAV in the page, predicted
+    browser.find_element(By.ID, "record").click()
+    wait.until(lambda b: "recording" in b.find_element(By.ID, "recording-status").text)
+    time.sleep(1.5)
+    browser.find_element(By.ID, "record").click()
+    wait.until(lambda b: "recorded" in b.find_element(By.ID, "recording-status").text)
+    assert _predict_and_wait(browser) in LABELS
+    assert browser.find_element(By.ID, "error").text == ""
+
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("these are notes, not a recording\n" * 20)
+    browser.find_element(By.ID, "audio-file").send_keys(str(not_audio))
+    browser.find_element(By.ID, "predict").click()
+    wait.until(lambda b: "wav, flac or ogg" in b.find_element(By.ID, "error").text)
