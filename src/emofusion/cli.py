@@ -180,7 +180,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for item in args.modalities.split(","):
         extractors += MODALITY_GROUPS.get(item.strip(), [item.strip()])
     csv = extract_corpus(corpus.table, list(corpus.label_names), args.out, extractors,
-                         jobs=args.jobs, on_bad=args.on_bad_file, corpus=corpus.description)
+                         jobs=args.jobs, on_bad=args.on_bad_file, corpus=corpus.description,
+                         device=args.device)
     split = " --split official" if "split" in corpus.table.columns else ""
     console.print(f"features written; next: emofusion run {csv} --out runs/{args.corpus}{split}")
     return 0
@@ -258,6 +259,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="IEMOCAP: keep 'excited' out of happiness")
     extract.add_argument("--jobs", type=int, default=2)
     extract.add_argument("--on-bad-file", choices=["fail", "skip"], default="fail")
+    extract.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                         help="where PyTorch extractors (hf_audio, hf_text, minilm) run; "
+                              "auto = CUDA when available")
     extract.set_defaults(func=cmd_extract)
     return parser
 

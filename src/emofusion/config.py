@@ -17,13 +17,13 @@ from pydantic import (
 )
 
 from emofusion.errors import ConfigError
-from emofusion.features.pooling import POOLINGS
+from emofusion.features.pooling import POOLING_NAMES, known_pooling
 
 UNIMODAL = "unimodal"
 FUSION_SYSTEMS = ("early", "late_vote", "late_mean", "stacking")
 SYSTEM_CHOICES = (UNIMODAL, *FUSION_SYSTEMS)
 DEFAULT_POOLING = {"visual": "mean", "acoustic": "stats", "lexical": "mean"}
-POOLING_CHOICES = (*POOLINGS, "auto")
+POOLING_CHOICES = (*POOLING_NAMES, "auto")
 MULTICLASS_SCORERS = (
     "balanced_accuracy", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
     "precision_micro", "precision_weighted", "recall_macro", "recall_micro", "recall_weighted",
@@ -127,10 +127,11 @@ class RunConfig(BaseModel):
         return grid
 
     def pooling_for(self, modality: str, kind: str | None = None) -> str:
-        """The pooling method of one modality; `kind` ("sequence" / "vector") resolves auto."""
+        """The pooling method of one modality; `kind` resolves auto: ``mean`` for ``vector`` and
+        ``layers`` (the average of an encoder's layers), ``stats`` for frame sequences."""
         method = self.pooling.get(modality, self.default_pooling)
         if method == "auto":
-            return "mean" if kind == "vector" else "stats"
+            return "mean" if kind in ("vector", "layers") else "stats"
         return method
 
     def to_yaml(self) -> str:
@@ -150,7 +151,7 @@ class RunConfig(BaseModel):
 
 
 def _check_pooling(method: str, what: str) -> str:
-    if method not in POOLING_CHOICES:
+    if method != "auto" and not known_pooling(method):
         raise ValueError(f"{what}: unknown pooling method; choose from {', '.join(POOLING_CHOICES)}")
     return method
 

@@ -6,8 +6,8 @@ utterance and writes::
     OUT/dataset.csv              utterance_id, speaker, session, label, transcript,
                                  [split, script,] <modality>_features ...
     OUT/features.json            corpus, label_names, modalities {name: width, kind, extractor,
-                                 params, stats}, failed [{utterance_id, path, reason, fix, ...}]
-    OUT/features/<modality>/<utterance_id>.npy   float32 (T, d) or (d,)
+                                 params, stats[, layers]}, failed [{utterance_id, path, reason, fix, ...}]
+    OUT/features/<modality>/<utterance_id>.npy   float32 (T, d), (d,) or (L, d) (kind layers)
     OUT/features/<modality>/_params.json         extractor + parameters the files were made with
     OUT/features/<modality>/_index.jsonl         one line per finished utterance (input + stats)
 
@@ -400,7 +400,7 @@ def _extract_modality(spec: ModalitySpec, extractor: Extractor, folder: FeatureF
     size = max(1, min(extractor.chunk_size, math.ceil(len(pending) / (jobs * 4))))
     targets = [(str(folder.out_dir / folder.relative(item["utterance_id"])), item)
                for item in pending]
-    for chunk, outcome in _run_chunks(spec.extractor, extractor.params(),
+    for chunk, outcome in _run_chunks(spec.extractor, extractor.settings(),
                                       _chunks(targets, size), jobs):
         for (_, item), result in zip(chunk, outcome, strict=True):
             done[item["utterance_id"]] = result
@@ -482,20 +482,23 @@ def _stats_summary(folder: FeatureFolder, ids: list[str]) -> dict[str, Any]:
     return {**totals, "per_utterance": per_utterance}
 
 
-def _width(extractor: Extractor, folder: FeatureFolder, ids: list[str]) -> int | None:
-    if extractor.width is not None:
-        return int(extractor.width)
+def _stored_shape(folder: FeatureFolder, ids: list[str]) -> tuple[int, ...]:
+    """Shape of the first stored array of ``ids``; ``()`` when there is none."""
     for uid in ids:
         if uid in folder.index:
-            return int(np.load(folder.out_dir / folder.relative(uid), mmap_mode="r").shape[-1])
-    return None
+            return np.load(folder.out_dir / folder.relative(uid), mmap_mode="r").shape
+    return ()
 
 
 def _modality_entry(spec: ModalitySpec, extractor: Extractor, folder: FeatureFolder,
                     ids: list[str]) -> dict[str, Any]:
-    entry = {"width": _width(extractor, folder, ids), "kind": extractor.kind,
+    shape = _stored_shape(folder, ids)
+    width = extractor.width if extractor.width is not None else (shape[-1] if shape else None)
+    entry = {"width": None if width is None else int(width), "kind": extractor.kind,
              "extractor": spec.extractor, "params": extractor.params(),
              "source": extractor.source, "version": extractor.version}
+    if extractor.kind == "layers" and shape:
+        entry["layers"] = int(shape[0])  # L of the (L, d) arrays: rows a LayerSelector picks
     stats = _stats_summary(folder, ids)
     return {**entry, "stats": stats} if stats else entry
 
@@ -544,6 +547,7 @@ def extract_corpus(
     on_bad: str = "fail",
     corpus: str = "",
     progress: bool = True,
+    device: str | None = None,
 ) -> Path:
     """Extract features for every utterance of ``table`` into ``out_dir``; return dataset.csv.
 
@@ -559,6 +563,8 @@ def extract_corpus(
             extracted; ``"skip"`` leaves them out of dataset.csv and lists them in features.json.
         corpus: corpus name recorded in features.json.
         progress: show a progress bar per modality (on stderr).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` for every PyTorch extractor (those with a
+            ``device`` parameter) whose params do not set one; None keeps their default (CPU).
 
     Returns:
         Path of ``OUT/dataset.csv``.
@@ -568,7 +574,8 @@ def extract_corpus(
     _check_table(table)
     out_dir = Path(out_dir)
     specs = resolve_extractors(extractors)
-    built = {spec.modality: build_extractor(spec.extractor, spec.params) for spec in specs}
+    built = {spec.modality: build_extractor(spec.extractor, _with_device(spec, device))
+             for spec in specs}
     items, failed = _items(table), []
     _check_sources(specs, built, items)
     folders = {spec.modality: FeatureFolder(out_dir, spec.modality, {
@@ -590,6 +597,13 @@ def extract_corpus(
     _write_text(out_dir / "features.json", json.dumps(meta, indent=2, default=str))
     _write_text(out_dir / "dataset.csv", dataset.to_csv(index=False))
     return out_dir / "dataset.csv"
+
+
+def _with_device(spec: ModalitySpec, device: str | None) -> dict[str, Any]:
+    """The spec's params, plus ``device`` when given and the extractor has that parameter."""
+    if device is None or "device" not in EXTRACTORS[spec.extractor].speed_names:
+        return spec.params
+    return {"device": device, **spec.params}
 
 
 def extract_single(extractor_specs: Mapping[str, Mapping[str, Any] | None],
@@ -617,10 +631,11 @@ def extract_single(extractor_specs: Mapping[str, Mapping[str, Any] | None],
     problems: list[Problem] = []
     for spec in resolve_extractors(extractor_specs):
         extractor = cached_extractor(spec.extractor, build_extractor(
-            spec.extractor, spec.params).params())
+            spec.extractor, spec.params).settings())
         if given[extractor.source] is None:
             continue
-        result = extractor.attempt(lambda e=extractor: e.extract(item))
+        with one_thread():  # as extract_corpus: multithreaded BLAS would change the last bits
+            result = extractor.attempt(lambda e=extractor: e.extract(item))
         if isinstance(result, ExtractionFailed):
             path = result.path or _input_path(extractor, item)
             problems.append(Problem(f"[{spec.modality}] {result.reason}", result.fix, "input", path))

@@ -86,6 +86,12 @@ def _expected_width(checks: list[FileCheck], declared: int | None) -> int:
     return widths.most_common(1)[0][0] if widths else 0
 
 
+def _expected_rows(checks: list[FileCheck]) -> int:
+    """The most common row count: layers of ``(L, d)`` arrays, all alike for one model."""
+    counts = Counter(c.frames.shape[0] for c in checks if c.frames is not None)
+    return counts.most_common(1)[0][0] if counts else 1
+
+
 def _read_all(source: FeatureSource, paths: list[str], jobs: int) -> list[FileCheck]:
     chunk = max(1, len(paths) // (8 * max(jobs, 1)))
     return Parallel(n_jobs=jobs, prefer="threads", batch_size=chunk)(
@@ -108,22 +114,26 @@ def load_modality(manifest: Manifest, modality: str, poolings: list[str], *, job
     """
     paths = manifest.paths(modality)
     checks = _read_all(manifest.source, paths, jobs)
-    declared = expected_width or manifest.modality_info.get(modality, {}).get("width")
-    width = _expected_width(checks, declared)
+    info = manifest.modality_info.get(modality, {})
+    width = _expected_width(checks, expected_width or info.get("width"))
+    rows = _expected_rows(checks) if info.get("kind") == "layers" or "flat" in poolings else None
     problems = []
     for uid, path, check in zip(manifest.ids, paths, checks, strict=True):
         if check.frames is not None and check.frames.shape[1] != width:
             check.reason = f"width {check.frames.shape[1]}, expected {width} for '{modality}'"
             check.fix, check.frames = FIX_REEXPORT, None
+        if check.frames is not None and rows is not None and check.frames.shape[0] != rows:
+            check.reason = f"{check.frames.shape[0]} layers (rows), expected {rows} for '{modality}'"
+            check.fix, check.frames = "re-extract it with the same model as the others", None
         if check.frames is None:
             problems.append(Problem(check.reason, check.fix, utterance_id=uid, path=path))
-    pooled = {method: _pool_rows(checks, method, width) for method in poolings}
+    pooled = {method: _pool_rows(checks, method, width, rows or 1) for method in poolings}
     sequences = [c.frames for c in checks] if keep_sequences else None
     return ModalityData(pooled=pooled, width=width, problems=problems, sequences=sequences)
 
 
-def _pool_rows(checks: list[FileCheck], method: str, width: int) -> np.ndarray:
-    out = np.full((len(checks), pooled_width(method, width)), np.nan)
+def _pool_rows(checks: list[FileCheck], method: str, width: int, rows: int) -> np.ndarray:
+    out = np.full((len(checks), pooled_width(method, width, rows)), np.nan)
     for row, check in enumerate(checks):
         if check.frames is not None:
             out[row] = pool(check.frames, method)

@@ -1,8 +1,9 @@
 """Offline feature extractors: a registry from name to class.
 
 Importing this package is cheap: the heavy libraries (librosa, openSMILE, sentence-transformers,
-OpenCV, torchvision) are imported when an extractor first needs them, and a missing one raises
-`emofusion.errors.MissingExtraError` naming the extra to install. See ``docs/extractors.md``.
+transformers, vaderSentiment, OpenCV, torchvision) are imported when an extractor first needs
+them, and a missing one raises `emofusion.errors.MissingExtraError` naming the extra to install.
+See ``docs/extractors.md``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from emofusion.errors import ConfigError
+from emofusion.features.extractors.affect import Vader
 from emofusion.features.extractors.audio import (
     MFCC,
+    Compare,
+    CompareLLD,
     Egemaps,
     EgemapsLLD,
     LogMel,
@@ -19,13 +23,14 @@ from emofusion.features.extractors.audio import (
     load_audio,
 )
 from emofusion.features.extractors.base import Extracted, ExtractionFailed, Extractor
+from emofusion.features.extractors.speech import HFAudio
 from emofusion.features.extractors.text import HFText, MiniLM, TextExtractor
 from emofusion.features.extractors.visual import FaceHOG, FaceLBP, FaceResNet, sample_frames
 
 EXTRACTORS: dict[str, type[Extractor]] = {
     cls.name: cls
-    for cls in (Egemaps, EgemapsLLD, LogMel, MFCC, Spectrogram3, MiniLM, HFText,
-                FaceHOG, FaceLBP, FaceResNet)
+    for cls in (Egemaps, EgemapsLLD, Compare, CompareLLD, LogMel, MFCC, Spectrogram3, HFAudio,
+                MiniLM, HFText, Vader, FaceHOG, FaceLBP, FaceResNet)
 }
 """Extractor classes by name."""
 

@@ -1,4 +1,4 @@
-"""Acoustic extractors: eGeMAPS (openSMILE), log-mel, MFCC and the 3-channel log-spectrogram.
+"""Acoustic extractors: eGeMAPS and ComParE (openSMILE), log-mel, MFCC and the 3-channel log-spectrogram.
 
 All extractors read the utterance the same way (`load_audio`): soundfile (librosa/audioread as a
 fallback for other formats), only the ``start``-``end`` segment when given, channels averaged to
@@ -158,15 +158,16 @@ class AudioExtractor(Extractor):
 
 
 class _OpenSmileExtractor(AudioExtractor):
-    """Shared openSMILE eGeMAPSv02 set-up; subclasses choose the feature level."""
+    """Shared openSMILE set-up; subclasses choose the feature set and level."""
 
+    feature_set: ClassVar[str] = "eGeMAPSv02"
     feature_level: ClassVar[str] = ""
     param_names = ("sample_rate",)
 
     @cached_property
     def _smile(self) -> Any:
-        opensmile = require("opensmile", "audio", "eGeMAPS features")
-        return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+        opensmile = require("opensmile", "audio", f"{self.feature_set} features")
+        return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, self.feature_set),
                                feature_level=getattr(opensmile.FeatureLevel, self.feature_level))
 
     def prepare(self) -> None:
@@ -197,6 +198,22 @@ class EgemapsLLD(_OpenSmileExtractor):
 
     def from_signal(self, signal: np.ndarray) -> np.ndarray:
         return self._smile_frames(signal)
+
+
+class Compare(Egemaps):
+    """ComParE 2016 functionals (Schuller et al. 2016): one ``(6373,)`` vector per utterance."""
+
+    name = "compare"
+    feature_set = "ComParE_2016"
+    width = 6373
+
+
+class CompareLLD(EgemapsLLD):
+    """ComParE 2016 low-level descriptors: ``(T, 65)``, 10 ms hop (deltas not included)."""
+
+    name = "compare_lld"
+    feature_set = "ComParE_2016"
+    width = 65
 
 
 class LogMel(AudioExtractor):

@@ -20,9 +20,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from emofusion.errors import EmofusionError, Problem
+from emofusion.errors import ConfigError, EmofusionError, Problem, require
 
 Item = Mapping[str, Any]
+
+DEVICES = ("cpu", "cuda", "auto")
+"""Where PyTorch extractors run: ``"auto"`` is CUDA when PyTorch sees a GPU, else the CPU."""
 
 
 class ExtractionFailed(EmofusionError):
@@ -63,12 +66,15 @@ class Extractor:
     Class attributes:
         name: registry name, e.g. ``"logmel"``.
         source: ``"audio"``, ``"text"`` or ``"visual"``: the item field the extractor reads.
-        kind: ``"sequence"`` (``(T, d)`` per utterance) or ``"vector"`` (``(d,)``).
+        kind: ``"sequence"`` (``(T, d)`` per utterance), ``"vector"`` (``(d,)``) or ``"layers"``
+            (``(L, d)``: one pooled row per layer of a neural encoder, L fixed by the model).
         version: bumped when the output of the code changes, so cached features are recomputed.
         chunk_size: how many utterances one parallel task handles.
         in_process: run in the driver's process instead of worker processes (for big models
             whose loading costs more than the parallelism gains).
         param_names: the attributes `params` returns (the output-determining constructor args).
+        speed_names: constructor args that change only speed or placement (``batch_size``,
+            ``device``): passed to worker processes by `settings`, never recorded.
 
     Instance attribute ``width`` is the feature dimension ``d``; ``None`` until known.
     """
@@ -80,6 +86,7 @@ class Extractor:
     chunk_size: ClassVar[int] = 16
     in_process: ClassVar[bool] = False
     param_names: ClassVar[tuple[str, ...]] = ()
+    speed_names: ClassVar[tuple[str, ...]] = ()
 
     width: int | None = None
 
@@ -89,6 +96,10 @@ class Extractor:
         ``type(self)(**self.params())`` rebuilds an equivalent extractor.
         """
         return {key: getattr(self, key) for key in self.param_names}
+
+    def settings(self) -> dict[str, Any]:
+        """`params` plus the speed-only arguments: everything a worker needs to rebuild it."""
+        return {key: getattr(self, key) for key in self.param_names + self.speed_names}
 
     def prepare(self) -> None:
         """Load models or resources; called once per process before extracting (default: no-op)."""
@@ -102,7 +113,7 @@ class Extractor:
         return Extracted(self.compute(item))
 
     def __call__(self, item: Item) -> np.ndarray:
-        """Checked float32 feature array of one utterance: ``(T, d)`` or ``(d,)``."""
+        """Checked float32 feature array of one utterance: ``(T, d)``, ``(L, d)`` or ``(d,)``."""
         return self.checked(self.extract(item)).array
 
     def extract_batch(self, items: list[Item]) -> list[Extracted | ExtractionFailed]:
@@ -119,7 +130,7 @@ class Extractor:
     def checked(self, result: Extracted) -> Extracted:
         """Cast to float32 and verify rank, width, emptiness and finiteness of ``result.array``."""
         array = np.asarray(result.array, dtype=np.float32)
-        ndim = 2 if self.kind == "sequence" else 1
+        ndim = 1 if self.kind == "vector" else 2
         if array.ndim != ndim:
             raise RuntimeError(f"{self.name} returned shape {array.shape}, expected {ndim} dims")
         if self.width is None:
@@ -174,3 +185,24 @@ def existing_file(item: Item, key: str, what: str) -> str:
     if not os.path.isfile(path):
         raise ExtractionFailed(f"{what} file not found", f"check the path in column {key}", path)
     return path
+
+
+def checked_device(device: str, extractor: str) -> str:
+    """``device`` when it is one of `DEVICES`; raise `ConfigError` otherwise."""
+    if device not in DEVICES:
+        raise ConfigError(f"{extractor}: device={device!r} must be one of {', '.join(DEVICES)}")
+    return device
+
+
+def torch_device(device: str, extra: str) -> Any:
+    """The ``torch.device`` for ``"cpu"``, ``"cuda"`` or ``"auto"``.
+
+    Raises `ConfigError` for ``"cuda"`` when PyTorch sees no GPU (no silent fall-back to CPU).
+    """
+    torch = require("torch", extra, "PyTorch feature extractors")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but PyTorch sees no CUDA GPU "
+                          "(torch.cuda.is_available() is False); use --device cpu or auto")
+    return torch.device(device)

