@@ -158,8 +158,12 @@ def _stat(path: Path) -> tuple[int, int, bytes]:
 
 def _without_commit(metrics: dict) -> dict:
     """metrics.json without the git commit, which moves when the tree is committed to while the
-    tests run."""
-    provenance = {k: v for k, v in metrics["provenance"].items() if k != "git_commit"}
+    tests run (and then, in a resumed run, adds ``at_start`` differing only in the commit)."""
+    provenance = {k: v for k, v in metrics["provenance"].items()
+                  if k not in ("git_commit", "at_start")}
+    at_start = metrics["provenance"].get("at_start")
+    if at_start is not None:
+        assert {k: v for k, v in at_start.items() if k != "git_commit"} == provenance
     return {**metrics, "provenance": provenance}
 
 
@@ -222,6 +226,25 @@ def test_metrics_json_records_versions_commit_and_data_hash(speaker_run):
     config = RunConfig.from_yaml(speaker_run / "config.yaml")
     data = runner.prepare_data(config)
     assert provenance["data_sha256"] == data_sha256(data.manifest.table, data.features)
+
+
+def test_a_run_resumed_under_other_versions_reports_those_it_started_with(clean_demo_csv,
+                                                                         tmp_path, monkeypatch):
+    import emofusion.report.writer
+
+    reported: list[dict] = []
+    monkeypatch.setattr(emofusion.report.writer, "write_report",
+                        lambda *args, **kwargs: reported.append(kwargs["provenance"]) or {})
+    config = _config(clean_demo_csv, tmp_path / "run", systems=["early"])
+    emofusion.run(config, progress=False)
+    record_path = config.out / "folds" / "run.json"
+    record = json.loads(record_path.read_text())
+    record["provenance"]["libraries"]["numpy"] = "1.0.0"  # as if started before an upgrade
+    record_path.write_text(json.dumps(record))
+    emofusion.run(config, progress=False, resume=True)
+    assert "at_start" not in reported[0]
+    assert reported[1]["at_start"]["libraries"]["numpy"] == "1.0.0"
+    assert reported[1]["libraries"]["numpy"] == metadata.version("numpy")
 
 
 def test_the_data_hash_follows_values_not_files():
