@@ -131,7 +131,7 @@ class RunFolder:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path / "config.yaml", config.to_yaml())
         atomic_write_text(record_path, json.dumps({**identity, "provenance": provenance},
-                                                  indent=1, default=str))
+                                                  indent=1))
         return provenance
 
     def _check_same_run(self, recorded: dict[str, Any], identity: dict[str, Any]) -> None:
