@@ -14,6 +14,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from emofusion.errors import ConfigError
@@ -23,6 +24,8 @@ UNIMODAL = "unimodal"
 FUSION_SYSTEMS = ("early", "late_vote", "late_mean", "stacking")
 SYSTEM_CHOICES = (UNIMODAL, *FUSION_SYSTEMS)
 DEFAULT_POOLING = {"visual": "mean", "acoustic": "stats", "lexical": "mean"}
+TRANSCRIPT = "transcript"
+PROTOCOLS = ("speaker_independent", "speaker_adaptive")
 POOLING_CHOICES = (*POOLING_NAMES, "auto")
 MULTICLASS_SCORERS = (
     "balanced_accuracy", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
@@ -56,6 +59,13 @@ class RunConfig(BaseModel):
         "auto", description="pooling for modalities not in `pooling`; auto = stats for frame "
         "sequences, mean for utterance vectors (from features.json)")
     model: str = Field("lda", description="model for unimodal and early-fusion systems")
+    text_model: str = Field("tfidf", description="model of the transcript system")
+    transcripts: Literal["auto", "on", "off"] = Field(
+        "auto", description="add a transcript system (the dataset's `transcript` column) beside "
+        "the feature modalities; auto = when the transcripts vary (not a few fixed sentences)")
+    protocol: Literal["speaker_independent", "speaker_adaptive"] = Field(
+        "speaker_independent", description="speaker_adaptive normalises each speaker with the "
+        "statistics of its own unlabelled utterances, test speakers included (scaling: speaker)")
     param_grid: dict[str, list[Any]] | None = Field(None, description="override the model's grid")
     scaling: Literal["standard", "speaker", "speaker_strict", "none"] = "standard"
     imbalance: Literal["none", "class_weight", "oversample", "smote"] = "none"
@@ -125,6 +135,16 @@ class RunConfig(BaseModel):
         if grid is not None and "model" in info.data:  # fields validate in order: model first
             _check_param_grid(info.data["model"], grid)
         return grid
+
+    @model_validator(mode="after")
+    def _declared_protocol(self) -> RunConfig:
+        """`scaling: speaker` uses test speakers' unlabelled features: it is the speaker-adaptive
+        protocol, and that protocol means per-speaker scaling."""
+        if self.scaling == "speaker":
+            object.__setattr__(self, "protocol", "speaker_adaptive")
+        elif self.protocol == "speaker_adaptive":
+            object.__setattr__(self, "scaling", "speaker")
+        return self
 
     def pooling_for(self, modality: str, kind: str | None = None) -> str:
         """The pooling method of one modality; `kind` resolves auto: ``mean`` for ``vector`` and

@@ -12,66 +12,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emofusion.config import FUSION_SYSTEMS, RunConfig
+from emofusion.config import FUSION_SYSTEMS, TRANSCRIPT, RunConfig
 from emofusion.data.manifest import load_manifest
 from emofusion.errors import ConfigError, DataProblemError, Problem
-from emofusion.evaluation.nested import fit_with_search
+from emofusion.evaluation.experiment import make_setup
 from emofusion.features.loading import check_frames, load_modality
 from emofusion.features.normalization import (
     average_statistics,
-    speaker_normalise,
+    normalise_inputs,
     speaker_statistics,
 )
 from emofusion.features.pooling import pool
 from emofusion.features.sequences import as_object_array, frame_level_concatenation
-from emofusion.fusion.late import LateFusionClassifier
-from emofusion.fusion.stacking import StackingFusionClassifier
-from emofusion.models.pipeline import build_pipeline
-from emofusion.models.registry import ModelSpec, get_model
+from emofusion.fusion.systems import fit_systems, fusion_input
+from emofusion.models.registry import get_model
 from emofusion.models.saved import ModelCard, SavedModel
-from emofusion.runner import TRANSCRIPT, PreparedData, _system_inputs, prepare_data, transcript_texts
-
-
-def _modality_columns(modalities: list[str], inputs: dict) -> list[tuple[int, int]]:
-    """(start, stop) columns of each modality in the fused input."""
-    if inputs[modalities[0]].dtype == object:
-        return [(j, j + 1) for j in range(len(modalities))]
-    stops = np.cumsum([inputs[m].shape[1] for m in modalities])
-    return [(int(b - a.shape[1]), int(b)) for a, b in
-            zip([inputs[m] for m in modalities], stops, strict=True)]
-
-
-def _fusion_input(inputs: dict, modalities: list[str]):
-    if inputs[modalities[0]].dtype == object:
-        return np.hstack([inputs[m] for m in modalities])
-    return inputs["early"]
-
-
-def _fit_system(config: RunConfig, spec: ModelSpec, system: str, inputs: dict, y, speakers):
-    modalities = [m for m in inputs if m not in ("early", "model_fusion")]
-    grid = config.param_grid if config.param_grid is not None else spec.grid
-
-    def tuned(name: str):
-        pipeline = build_pipeline(spec, imbalance=config.imbalance, seed=config.seed)
-        return fit_with_search(pipeline, grid, inputs[name], y, speakers,
-                               inner_folds=config.inner_folds, scoring=config.scoring).estimator
-
-    if system in modalities or system in ("early", "model_fusion"):
-        return tuned(system)
-    bases = [(m, tuned(m)) for m in modalities]
-    columns = _modality_columns(modalities, inputs)
-    fused = _fusion_input(inputs, modalities)
-    if system == "stacking":
-        model = StackingFusionClassifier(bases, columns, config.inner_folds, config.seed)
-        return model.fit(fused, y, groups=speakers)
-    return LateFusionClassifier(bases, columns, rule=system.split("_")[1]).fit(fused, y)
+from emofusion.runner import PreparedData, _system_inputs, prepare_data, transcript_texts
 
 
 def _speaker_fallback(data: PreparedData) -> dict[str, list[list[float]]]:
     """Per pooled modality, the speakers' average [mean, std] for speakers without statistics."""
     return {modality: [v.tolist() for v in average_statistics(
                 speaker_statistics(features, data.manifest.speakers))]
-            for modality, features in data.features.items() if isinstance(features, np.ndarray)}
+            for modality, features in data.features.items()
+            if isinstance(features, np.ndarray) and features.dtype != object}
 
 
 def _kind(data: PreparedData, modality: str) -> str | None:
@@ -80,20 +44,29 @@ def _kind(data: PreparedData, modality: str) -> str | None:
 
 def train_model(config: RunConfig, system: str) -> SavedModel:
     """Fit `system` (a modality, ``early``, ``late_vote``, ``late_mean`` or ``stacking``) on every
-    utterance of the config's dataset."""
+    utterance of the config's dataset, with the code a run fits it with on each outer fold
+    (`fusion.systems.fit_systems`, speaker groups included)."""
     spec = get_model(config.model)
     data = prepare_data(config)
     modalities = list(data.manifest.modalities)
-    if system not in (*modalities, *FUSION_SYSTEMS):
-        raise ConfigError(f"unknown system '{system}'; choose one of {modalities + list(FUSION_SYSTEMS)}")
+    all_systems = config.model_copy(update={"systems": ["unimodal", *FUSION_SYSTEMS]})
+    inputs = _system_inputs(data, config, spec)
+    plan = make_setup(all_systems, inputs, data.manifest.y, data.manifest.speakers, modalities,
+                      len(data.manifest.label_names)).plan
     if spec.multimodal and system == "early":
         system = "model_fusion"
-    inputs = _system_inputs(data, config, spec)
-    estimator = _fit_system(config, spec, system, inputs, data.manifest.y, data.manifest.speakers)
+    choices = [*modalities, *filter(None, [plan.early_name]), *plan.fusions]
+    if system not in choices:
+        raise ConfigError(f"unknown system '{system}' for this dataset and model; choose one of "
+                          f"{choices}")
+    speakers = data.manifest.speakers
+    inputs = normalise_inputs(inputs, speakers, config.scaling)
+    estimator = fit_systems(plan, inputs, data.manifest.y, speakers, [system])[system]
     card = ModelCard(
         label_names=list(data.manifest.label_names), modalities=modalities,
         widths=data.widths, pooling={m: config.pooling_for(m, _kind(data, m)) for m in modalities},
         system=system, model=config.model, input=spec.input, scaling=config.scaling,
+        protocol=config.protocol,
         speaker_fallback=_speaker_fallback(data) if config.scaling.startswith("speaker") else {},
         extractors={m: data.manifest.modality_info[m] for m in modalities
                     if m in data.manifest.modality_info},
@@ -103,9 +76,17 @@ def train_model(config: RunConfig, system: str) -> SavedModel:
     return SavedModel(card, estimator)
 
 
-def model_inputs(model: SavedModel, frames: dict[str, list[np.ndarray]],
-                 speakers: np.ndarray | None = None):
-    """The estimator input for per-modality frame lists (n utterances each)."""
+def model_inputs(model: SavedModel, frames: dict[str, list], speakers: np.ndarray | None = None,
+                 enrolment: dict[str, dict[str, list[np.ndarray]]] | None = None):
+    """The estimator input for per-modality frame lists (n utterances each).
+
+    Args:
+        model: the saved model.
+        frames: modality -> one (T, d) array (or transcript str) per utterance.
+        speakers: (n,) speaker of each utterance, for the speaker-adaptive protocol.
+        enrolment: speaker -> modality -> that speaker's unlabelled (T, d) arrays, used instead
+            of the utterances themselves to adapt to that speaker.
+    """
     card = model.card
     if card.input == "text":
         return np.array(frames[TRANSCRIPT], dtype=object)[:, None]
@@ -114,19 +95,57 @@ def model_inputs(model: SavedModel, frames: dict[str, list[np.ndarray]],
         if card.system in card.modalities:
             return cells[:, [card.modalities.index(card.system)]]
         return cells if card.system != "early" else frame_level_concatenation(cells)
-    pooled = {m: np.vstack([pool(f, card.pooling[m]) for f in frames[m]]) for m in card.modalities}
+    inputs = {m: np.vstack([pool(f, card.pooling[m]) for f in frames[m]])
+              for m in card.modalities if m != TRANSCRIPT}
     if card.scaling.startswith("speaker"):
-        pooled = {m: _normalise_new(x, card, m, speakers) for m, x in pooled.items()}
+        inputs = {m: adapt_to_speakers(x, card, m, speakers, enrolment) for m, x in inputs.items()}
+    if TRANSCRIPT in card.modalities:
+        inputs[TRANSCRIPT] = np.array(frames[TRANSCRIPT], dtype=object)[:, None]
     if card.system in card.modalities:
-        return pooled[card.system]
-    return np.hstack([pooled[m] for m in card.modalities])
+        return inputs[card.system]
+    if card.system == "early":
+        return np.hstack([inputs[m] for m in card.modalities if m != TRANSCRIPT])
+    return fusion_input(inputs, tuple(card.modalities))
 
 
-def _normalise_new(X: np.ndarray, card: ModelCard, modality: str, speakers) -> np.ndarray:
-    if card.scaling == "speaker" and speakers is not None and (speakers != "").all():
-        return speaker_normalise(X, speakers)
-    mean, std = (np.asarray(v) for v in card.speaker_fallback[modality])
-    return (X - mean) / std
+MIN_ADAPTATION_UTTERANCES = 5
+"""Fewer unlabelled utterances of a speaker than this give unreliable statistics: that speaker
+is normalised with the training speakers' average instead, and the prediction says so."""
+
+
+def adaptation_sources(card: ModelCard, speakers: np.ndarray | None,
+                       enrolled: set[str]) -> dict[str, str]:
+    """Per speaker of the input, where its normalisation statistics come from: ``enrolment``,
+    ``own utterances`` or ``training average`` (too few utterances, or no speaker given)."""
+    if card.scaling != "speaker" or speakers is None:
+        return {}
+    names, counts = np.unique(speakers, return_counts=True)
+    return {str(s): "enrolment" if s in enrolled else
+            "own utterances" if s != "" and n >= MIN_ADAPTATION_UTTERANCES else "training average"
+            for s, n in zip(names, counts, strict=True)}
+
+
+def adapt_to_speakers(X: np.ndarray, card: ModelCard, modality: str, speakers,
+                      enrolment: dict | None = None) -> np.ndarray:
+    """Per-speaker normalisation of pooled (n, d) features at prediction time, as in training:
+    ``speaker`` (speaker-adaptive) uses each speaker's enrolment utterances or its own rows
+    (at least MIN_ADAPTATION_UTTERANCES); every other speaker, and ``speaker_strict``, gets the
+    training speakers' average statistics."""
+    fallback = tuple(np.asarray(v) for v in card.speaker_fallback[modality])
+    out = (X - fallback[0]) / fallback[1]
+    enrolment = enrolment or {}
+    sources = adaptation_sources(card, speakers, set(enrolment))
+    for speaker, source in sources.items():
+        rows = speakers == speaker
+        if source == "enrolment":
+            pooled = np.vstack([pool(f, card.pooling[modality]) for f in enrolment[speaker][modality]])
+            mean, std = speaker_statistics(pooled, np.zeros(len(pooled)))[0]
+        elif source == "own utterances":
+            mean, std = speaker_statistics(X[rows], np.zeros(rows.sum()))[0]
+        else:
+            continue
+        out[rows] = (X[rows] - mean) / std
+    return out
 
 
 def _probability_table(model: SavedModel, ids, X) -> pd.DataFrame:

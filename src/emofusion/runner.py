@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from emofusion.config import RunConfig
+from emofusion.config import TRANSCRIPT, RunConfig
 from emofusion.data.manifest import Manifest, load_manifest
 from emofusion.errors import ConfigError, DataProblemError, Problem
 from emofusion.evaluation.audit import build_audit
@@ -37,7 +37,6 @@ from emofusion.evaluation.splits import (
 )
 from emofusion.features.cache import PooledCache, default_cache_dir
 from emofusion.features.loading import load_modality
-from emofusion.features.normalization import speaker_normalise
 from emofusion.features.sequences import (
     as_object_array,
     frame_level_concatenation,
@@ -87,9 +86,6 @@ class RunResult:
         return summary_table(self.metrics)
 
 
-TRANSCRIPT = "transcript"
-
-
 def transcript_texts(table: pd.DataFrame, source: str = "the dataset") -> pd.Series:
     """The utterances' ``transcript`` column as str; a ConfigError when `source` lacks it."""
     if TRANSCRIPT not in table.columns:
@@ -98,11 +94,32 @@ def transcript_texts(table: pd.DataFrame, source: str = "the dataset") -> pd.Ser
     return table[TRANSCRIPT].fillna("").astype(str)
 
 
-def _transcripts(manifest: Manifest) -> tuple[dict[str, Any], list[Problem], dict[str, int]]:
+def _transcripts(manifest: Manifest, required: bool = True
+                 ) -> tuple[dict[str, Any], list[Problem], dict[str, int]]:
+    """The transcripts as a modality; empty ones are problems when the model reads nothing else
+    (`required`), and simply carry no evidence for the transcript system otherwise."""
     texts = transcript_texts(manifest.table)
+    empty = manifest.table.loc[texts.str.strip() == "", "utterance_id"] if required else []
     problems = [Problem("empty transcript", "fill it in or use --on-bad-file skip", utterance_id=uid)
-                for uid in manifest.table.loc[texts.str.strip() == "", "utterance_id"]]
+                for uid in empty]
     return {TRANSCRIPT: texts.to_numpy(dtype=object)}, problems, {TRANSCRIPT: 0}
+
+
+MIN_DISTINCT_TRANSCRIPTS = 10
+
+
+def adds_transcript_system(manifest: Manifest, config: RunConfig, spec: ModelSpec) -> bool:
+    """Whether a pooled run adds the transcript system: `transcripts: on`, or `auto` when the
+    dataset has a transcript column whose lines vary (at least 10 distinct and 10 % of the
+    utterances; RAVDESS's two fixed sentences carry nothing about emotion)."""
+    if spec.input != "pooled" or config.transcripts == "off" or TRANSCRIPT in manifest.modalities:
+        return False
+    if config.transcripts == "on":
+        return True
+    if TRANSCRIPT not in manifest.table.columns:
+        return False
+    distinct = manifest.table[TRANSCRIPT].dropna().astype(str).str.strip().replace("", np.nan).nunique()
+    return distinct >= max(MIN_DISTINCT_TRANSCRIPTS, 0.1 * len(manifest.table))
 
 
 def _load_features(manifest: Manifest, config: RunConfig, spec: ModelSpec,
@@ -123,8 +140,8 @@ def _load_features(manifest: Manifest, config: RunConfig, spec: ModelSpec,
             features[modality] = data.pooled[pooling]
         problems += data.problems
         widths[modality] = data.width
-    if spec.reads_transcripts:
-        texts, text_problems, text_widths = _transcripts(manifest)
+    if spec.reads_transcripts or adds_transcript_system(manifest, config, spec):
+        texts, text_problems, text_widths = _transcripts(manifest, required=spec.reads_transcripts)
         features.update(texts)
         problems += text_problems
         widths.update(text_widths)
@@ -158,7 +175,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
     keep = ~manifest.table["utterance_id"].isin(bad_ids).to_numpy()
     if spec.input == "text":
         manifest = replace(manifest, modalities=(TRANSCRIPT,))
-    elif spec.reads_transcripts:
+    elif TRANSCRIPT in features:
         manifest = replace(manifest, modalities=(*manifest.modalities, TRANSCRIPT))
     return PreparedData(manifest.without(bad_ids), _drop(features, keep), problems, widths)
 
@@ -173,10 +190,11 @@ def _system_inputs(data: PreparedData, config: RunConfig, spec: ModelSpec) -> di
         early = all_modalities if spec.multimodal else frame_level_concatenation(all_modalities)
         inputs["model_fusion" if spec.multimodal else "early"] = early
         return {name: packed(cells) for name, cells in inputs.items()}  # shared by fold workers
-    inputs = dict(data.features)
-    if config.scaling == "speaker":
-        inputs = {m: speaker_normalise(x, data.manifest.speakers) for m, x in inputs.items()}
-    inputs["early"] = np.hstack([inputs[m] for m in modalities])
+    inputs = {m: data.features[m] for m in modalities if m != TRANSCRIPT}
+    if len(inputs) >= 2:
+        inputs["early"] = np.hstack(list(inputs.values()))
+    if TRANSCRIPT in modalities:
+        inputs[TRANSCRIPT] = data.features[TRANSCRIPT][:, None]
     return inputs
 
 

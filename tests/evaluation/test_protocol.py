@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from imblearn.pipeline import Pipeline
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 
 import emofusion
 import emofusion.evaluation.experiment as experiment
+import emofusion.evaluation.nested as nested
 import emofusion.fusion.stacking as stacking
 from emofusion.config import SYSTEM_CHOICES, RunConfig, build_config
 from emofusion.data.manifest import load_manifest
@@ -151,13 +152,13 @@ def test_no_test_row_or_test_speaker_reaches_anything_fitted(clean_demo_csv, tmp
         fit_groups.extend(set(v) for k, v in params.items() if k.endswith("groups"))
         return real_pipeline_fit(self, X, y, **params)
 
-    real_search = experiment.fit_with_search
+    real_search = nested.fit_with_search
 
     def search(pipeline, grid, X, y, fold_speakers, **kwargs):
         searched.append((len(X), set(fold_speakers)))
         return real_search(pipeline, grid, X, y, fold_speakers, **kwargs)
 
-    real_inner_folds = experiment.inner_folds
+    real_inner_folds = stacking.inner_folds
 
     def inner_folds(y, groups, n_folds, seed=0):
         stacking_groups.append(set(groups))
@@ -169,9 +170,9 @@ def test_no_test_row_or_test_speaker_reaches_anything_fitted(clean_demo_csv, tmp
             return super().fit(X, y, sample_weight)
 
     monkeypatch.setattr(Pipeline, "fit", pipeline_fit)
-    monkeypatch.setattr(experiment, "fit_with_search", search)
-    monkeypatch.setattr(experiment, "inner_folds", inner_folds)
-    monkeypatch.setattr(experiment, "make_meta_learner",
+    monkeypatch.setattr(nested, "fit_with_search", search)
+    monkeypatch.setattr(stacking, "inner_folds", inner_folds)
+    monkeypatch.setattr(stacking, "make_meta_learner",
                         lambda seed=0: RecordingMeta(max_iter=1000, random_state=seed))
 
     systems = ("visual", "acoustic", "lexical", "early")
@@ -217,9 +218,9 @@ def test_stacking_classifier_out_of_fold_models_are_speaker_grouped(monkeypatch)
     seen = []
     real = stacking.out_of_fold_probabilities
 
-    def spy(estimator, X_block, codes, folds, n_classes):
+    def spy(estimator, X_block, codes, folds, n_classes, fold_groups=None):
         seen.extend((set(groups[train]), set(groups[held])) for train, held in folds)
-        return real(estimator, X_block, codes, folds, n_classes)
+        return real(estimator, X_block, codes, folds, n_classes, fold_groups)
 
     monkeypatch.setattr(stacking, "out_of_fold_probabilities", spy)
     model = StackingFusionClassifier([("m1", ShrinkageLDA()), ("m2", ShrinkageLDA())],

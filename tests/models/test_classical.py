@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from imblearn.over_sampling import SMOTE, RandomOverSampler
-from imblearn.pipeline import Pipeline
 from scipy.special import softmax
 from sklearn.base import clone
 from sklearn.covariance import ledoit_wolf_shrinkage
@@ -15,6 +13,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GroupKFold, ParameterGrid, cross_val_score
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
@@ -24,7 +23,14 @@ from emofusion.evaluation.experiment import make_setup
 from emofusion.evaluation.nested import fit_with_search
 from emofusion.fusion.late import LateFusionClassifier, combine_probabilities
 from emofusion.models.classical import ShrinkageLDA
-from emofusion.models.pipeline import CLASSIFIER_STEP, build_pipeline, prefixed_grid
+from emofusion.models.pipeline import (
+    CLASSIFIER_STEP,
+    GroupResampledClassifier,
+    build_pipeline,
+    classifier_prefix,
+    core_classifier,
+    prefixed_grid,
+)
 from emofusion.models.registry import ModelSpec, available_models, get_model
 
 SVM_GRID = {"C": [0.1, 1, 10], "kernel": ["linear", "rbf", "poly"]}
@@ -158,10 +164,14 @@ def test_course_grids_are_expressible_through_the_config(tmp_path, model, grid):
 
     spec = get_model(model)
     inputs = {"a": np.zeros((4, 2)), "b": np.zeros((4, 2)), "early": np.zeros((4, 4))}
-    setup = make_setup(loaded, inputs, np.zeros(4, int), np.array(list("wxyz")), ["a", "b"], 2)
-    assert setup.grid == grid
-    assert make_setup(build_config({"dataset": "d.csv", "model": model}), inputs,
-                      np.zeros(4, int), np.array(list("wxyz")), ["a", "b"], 2).grid == spec.grid
+    def searched_grid(config) -> dict:
+        plan = make_setup(config, inputs, np.zeros(4, int), np.array(list("wxyz")), ["a", "b"], 2).plan
+        [(name, _, searched)] = plan.base_estimator("a").candidates
+        assert name == model
+        return searched
+
+    assert searched_grid(loaded) == grid
+    assert searched_grid(build_config({"dataset": "d.csv", "model": model})) == spec.grid
 
     candidates = list(ParameterGrid(prefixed_grid(grid)))
     assert len(candidates) == 9
@@ -193,41 +203,67 @@ def test_svm_course_grid_search_runs_grouped(monkeypatch):
 # ----------------------------------------------------------------------------- imbalance
 
 
-@pytest.mark.parametrize(("imbalance", "steps", "class_weight", "resampler"), [
-    ("none", ["scale", "clf"], None, None),
-    ("class_weight", ["scale", "clf"], "balanced", None),
-    ("oversample", ["scale", "resample", "clf"], None, RandomOverSampler),
-    ("smote", ["scale", "resample", "clf"], None, SMOTE),
+@pytest.mark.parametrize(("imbalance", "class_weight", "resampled"), [
+    ("none", None, False),
+    ("class_weight", "balanced", False),
+    ("oversample", None, True),
+    ("smote", None, True),
 ])
-def test_imbalance_options_build_the_expected_pipeline(imbalance, steps, class_weight, resampler):
+def test_imbalance_options_build_the_expected_pipeline(imbalance, class_weight, resampled):
     pipeline = build_pipeline(get_model("logreg"), imbalance=imbalance, seed=7)
     assert isinstance(pipeline, Pipeline)
-    assert [name for name, _ in pipeline.steps] == steps
+    assert [name for name, _ in pipeline.steps] == ["scale", "clf"]
     assert isinstance(pipeline.named_steps["scale"], StandardScaler)
-    assert pipeline.named_steps["clf"].class_weight == class_weight
-    if resampler is not None:
-        assert type(pipeline.named_steps["resample"]) is resampler
-        assert pipeline.named_steps["resample"].random_state == 7
+    step = pipeline.named_steps["clf"]
+    assert isinstance(step, GroupResampledClassifier) is resampled
+    assert core_classifier(pipeline).class_weight == class_weight
+    if resampled:
+        assert step.method == imbalance and step.random_state == 7
 
     # behaviour: the resampler balances only what the classifier is fitted on
     rng = np.random.default_rng(0)
     y = np.r_[np.zeros(80, int), np.ones(20, int)]
     X = rng.standard_normal((100, 3)) + y[:, None]
-    pipeline.set_params(clf=DummyClassifier(strategy="prior"))
-    pipeline.fit(X, y)
-    prior = pipeline.named_steps["clf"].class_prior_
-    if resampler is None:
-        np.testing.assert_allclose(prior, [0.8, 0.2])
-    else:
-        np.testing.assert_allclose(prior, [0.5, 0.5])
+    pipeline.set_params(**{classifier_prefix(pipeline).removesuffix("__"):
+                           DummyClassifier(strategy="prior")})
+    fitted = pipeline.fit(X, y).named_steps["clf"]
+    prior = (fitted.estimator_ if resampled else fitted).class_prior_
+    np.testing.assert_allclose(prior, [0.5, 0.5] if resampled else [0.8, 0.2])
     assert len(pipeline.predict(X)) == 100  # nothing is resampled at prediction time
+
+
+@pytest.mark.parametrize("method", ["oversample", "smote"])
+def test_resampling_keeps_each_row_with_its_speaker(method):
+    """Resampled rows keep their speaker, so a speaker-searching model (the default LDA) still
+    searches on whole speakers; a synthetic SMOTE row belongs to its nearest original's speaker."""
+    rng = np.random.default_rng(0)
+    speakers = np.repeat(np.array(list("abcdef")), 20)
+    y = np.where(np.arange(120) % 5 == 0, 1, 0)
+    X = rng.standard_normal((120, 4)) + 5 * (speakers[:, None] == np.array(list("abcd")))
+    seen = {}
+
+    class Spy(ShrinkageLDA):
+        def fit(self, X, y, groups=None):
+            seen["X"], seen["y"], seen["groups"] = X, y, groups
+            return super().fit(X, y, groups)
+
+    model = GroupResampledClassifier(Spy(shrinkage="cv"), method, random_state=0)
+    model.fit(X, y, groups=speakers)
+    X_res, groups_res = seen["X"], seen["groups"]
+    assert len(groups_res) == len(X_res) > 120
+    assert np.bincount(seen["y"]).tolist() == [96, 96]
+    for row, label, speaker in zip(X_res, seen["y"], groups_res, strict=True):
+        same_class = np.flatnonzero(y == label)
+        nearest = same_class[np.argmin(((X[same_class] - row) ** 2).sum(axis=1))]
+        assert speakers[nearest] == speaker
+    assert set(model.best_params_) == {"estimator__shrinkage"}
 
 
 def test_class_weight_reaches_every_weighting_model():
     for name, spec in available_models().items():
-        if spec.input != "pooled" or not spec.supports_class_weight:
+        if spec.input != "pooled" or not spec.supports_class_weight or spec.portfolio:
             continue
-        classifier = build_pipeline(spec, imbalance="class_weight").named_steps["clf"]
+        classifier = core_classifier(build_pipeline(spec, imbalance="class_weight"))
         assert classifier.get_params()["class_weight"] == "balanced", name
 
 

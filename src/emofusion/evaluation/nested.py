@@ -1,17 +1,30 @@
-"""Nested model selection: the grid search runs on the training speakers of one outer fold,
-with inner folds that are themselves grouped by speaker."""
+"""Nested model selection: the search runs on the training speakers of one outer fold, with
+inner folds that are themselves grouped by speaker.
+
+`fit_with_search` tunes one model's grid. `SearchedClassifier` is the estimator form used by every
+system: it searches one model, or a portfolio of model families (``auto``), on the inner folds
+and refits the winner on all of its training rows.
+"""
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import GridSearchCV
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.utils.validation import check_is_fitted
 
 from emofusion.evaluation import splits as splitting
-from emofusion.models.pipeline import CLASSIFIER_STEP, grid_size, prefixed_grid
+from emofusion.models.pipeline import (
+    CLASSIFIER_STEP,
+    accepts_groups,
+    classifier_prefix,
+    core_classifier,
+    grid_size,
+    prefixed_grid,
+)
 
 
 @dataclass
@@ -20,7 +33,7 @@ class SearchResult:
 
     Attributes:
         estimator: the refitted best pipeline.
-        best_params: chosen hyper-parameters (classifier parameter names).
+        best_params: chosen hyper-parameters (the model's own parameter names).
         inner_score: mean inner-fold score of the best candidate (None without a search).
         inner_speakers: per inner split, (training speakers, validation speakers).
     """
@@ -31,44 +44,115 @@ class SearchResult:
     inner_speakers: list[tuple[list[str], list[str]]] = field(default_factory=list)
 
 
-def accepts_groups(pipeline) -> bool:
-    """Whether the pipeline's classifier takes `groups` in fit (speaker-aware early stopping)."""
-    classifier = pipeline.named_steps[CLASSIFIER_STEP]
-    return "groups" in inspect.signature(classifier.fit).parameters
+def _fit_params(pipeline, speakers: np.ndarray | None) -> dict[str, Any]:
+    step = pipeline.named_steps[CLASSIFIER_STEP]
+    return {f"{CLASSIFIER_STEP}__groups": speakers} if (
+        speakers is not None and accepts_groups(step)) else {}
 
 
 def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
-                    speakers: np.ndarray, *, inner_folds: int, scoring: str) -> SearchResult:
+                    speakers: np.ndarray | None, *, inner_folds: int, scoring: str,
+                    score_always: bool = False) -> SearchResult:
     """Choose hyper-parameters by speaker-grouped CV on (X, y) and refit on all of it.
 
     Args:
         pipeline: unfitted pipeline whose classifier step is ``clf``.
-        grid: classifier hyper-parameter grid; with one candidate no search is run.
+        grid: the model's hyper-parameter grid; with one candidate no search is run.
         X: training inputs (n, ...) of ONE outer fold's training speakers.
         y: class codes (n,).
-        speakers: (n,) speaker of each training row.
+        speakers: (n,) speaker of each training row (None: stratified inner folds).
         inner_folds: number of speaker-grouped inner folds.
+        scoring: scikit-learn scorer name of the search.
+        score_always: also score a single candidate on the inner folds (portfolio comparison)
+            when the model does not report its own inner score.
     """
     splits = splitting.inner_folds(y, speakers, inner_folds)
-    inner = splitting.fold_speakers(splits, speakers)
-    fit_params = {f"{CLASSIFIER_STEP}__groups": speakers} if accepts_groups(pipeline) else {}
-    if "cv" in pipeline.named_steps[CLASSIFIER_STEP].get_params():  # a self-searching classifier
-        pipeline.set_params(**{f"{CLASSIFIER_STEP}__cv": inner_folds})
+    inner = splitting.fold_speakers(splits, speakers) if speakers is not None else []
+    fit_params = _fit_params(pipeline, speakers)
+    prefix = classifier_prefix(pipeline)
+    own_search = core_classifier(pipeline).get_params()
+    if "cv" in own_search:  # a self-searching classifier: same inner folds and criterion
+        own = {"cv": inner_folds, "scoring": scoring}
+        pipeline.set_params(**{f"{prefix}{k}": v for k, v in own.items() if k in own_search})
     if grid_size(grid) > 1:
-        search = GridSearchCV(pipeline, prefixed_grid(grid), cv=splits, scoring=scoring,
+        search = GridSearchCV(pipeline, prefixed_grid(grid, prefix), cv=splits, scoring=scoring,
                               n_jobs=1, refit=True, error_score="raise")
         search.fit(X, y, **fit_params)
-        best = {k.split("__", 1)[1]: v for k, v in search.best_params_.items()}
+        best = {k.removeprefix(prefix): v for k, v in search.best_params_.items()}
         return SearchResult(search.best_estimator_, best, float(search.best_score_), inner)
     fixed = {key: values[0] for key, values in grid.items()}
-    pipeline.set_params(**{f"{CLASSIFIER_STEP}__{k}": v for k, v in fixed.items()})
+    pipeline.set_params(**{f"{prefix}{k}": v for k, v in fixed.items()})
     pipeline.fit(X, y, **fit_params)
-    return SearchResult(pipeline, *_internal_search(pipeline.named_steps[CLASSIFIER_STEP], fixed), inner)
+    chosen, score = _internal_search(pipeline.named_steps[CLASSIFIER_STEP], fixed, prefix)
+    if score is None and score_always:
+        score = float(np.mean(cross_val_score(clone(pipeline), X, y, cv=splits, scoring=scoring,
+                                              params=fit_params, error_score="raise")))
+    return SearchResult(pipeline, chosen, score, inner)
 
 
-def _internal_search(classifier, fixed: dict[str, Any]) -> tuple[dict[str, Any], float | None]:
+def _internal_search(classifier, fixed: dict[str, Any],
+                     prefix: str) -> tuple[dict[str, Any], float | None]:
     """Parameters and inner score of a classifier that searches by itself on the same
     speaker-grouped folds (`best_params_`, `best_score_`, e.g. ShrinkageLDA(shrinkage="cv"))."""
-    chosen = {**fixed, **getattr(classifier, "best_params_", {})}
+    own = getattr(classifier, "best_params_", {})
+    inner_prefix = prefix.removeprefix(f"{CLASSIFIER_STEP}__")
+    chosen = {**fixed, **{k.removeprefix(inner_prefix): v for k, v in own.items()}}
     score = getattr(classifier, "best_score_", None)
     return chosen, None if score is None else float(score)
+
+
+class SearchedClassifier(ClassifierMixin, BaseEstimator):
+    """One model, or a portfolio of models, chosen on speaker-grouped inner folds.
+
+    Args:
+        candidates: list of (name, unfitted pipeline, grid); each is tuned by `fit_with_search`
+            on the same inner folds and the best inner score wins (the first on ties).
+        inner_folds: number of speaker-grouped inner folds.
+        scoring: scikit-learn scorer name.
+
+    Fitted attributes: ``estimator_`` (the refitted winner), ``model_`` (its name),
+    ``best_params_``, ``inner_score_``, ``inner_speakers_``, ``candidate_scores_``.
+    """
+
+    def __init__(self, candidates=(), inner_folds: int = 3, scoring: str = "balanced_accuracy"):
+        self.candidates = candidates
+        self.inner_folds = inner_folds
+        self.scoring = scoring
+
+    def fit(self, X, y, groups=None):
+        """Search on X (n, ...), y (n,) class codes; `groups` (n,) are the speakers."""
+        portfolio = len(self.candidates) > 1
+        results = {}
+        for name, pipeline, grid in self.candidates:
+            results[name] = fit_with_search(clone(pipeline), grid, X, y, groups,
+                                            inner_folds=self.inner_folds, scoring=self.scoring,
+                                            score_always=portfolio)
+        scores = {name: r.inner_score for name, r in results.items()}
+        self.model_ = max(scores, key=lambda n: -np.inf if scores[n] is None else scores[n])
+        best = results[self.model_]
+        self.estimator_ = best.estimator
+        self.best_params_ = best.best_params
+        self.inner_score_ = best.inner_score
+        self.inner_speakers_ = best.inner_speakers
+        self.candidate_scores_ = scores if portfolio else {}
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def search_record(self) -> dict[str, Any]:
+        """What folds.json records about this search."""
+        check_is_fitted(self)
+        record = {"model": self.model_, "best_params": self.best_params_,
+                  "inner_score": self.inner_score_, "inner_speakers": self.inner_speakers_}
+        if self.candidate_scores_:
+            record["candidate_scores"] = self.candidate_scores_
+        return record
+
+    def predict_proba(self, X):
+        """(n, n_classes) probabilities of the chosen model."""
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        """Class per row, shape (n,)."""
+        check_is_fitted(self)
+        return self.estimator_.predict(X)

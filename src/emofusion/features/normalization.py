@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from emofusion.features.sequences import is_pooled
+
 Stats = tuple[np.ndarray, np.ndarray]
 
 
@@ -47,3 +49,26 @@ def speaker_normalise(X: np.ndarray, speakers: np.ndarray,
         mean, std = stats.get(speaker, fallback)
         out[mask] = (X[mask] - mean) / std
     return out
+
+
+def normalise_inputs(inputs: dict, speakers: np.ndarray, scaling: str,
+                     fit_rows: np.ndarray | None = None) -> dict:
+    """Apply the run's per-speaker scaling to every pooled (numeric) input.
+
+    Args:
+        inputs: input name -> (n, d) float matrix, or an object array (frames, transcripts;
+            left as they are).
+        speakers: (n,) speaker of each row.
+        scaling: ``speaker`` (every speaker with its own statistics, test speakers included:
+            the speaker-adaptive protocol), ``speaker_strict`` (statistics of the speakers of
+            `fit_rows` only; any other speaker gets their average), or anything else (unchanged).
+        fit_rows: the training rows (``speaker_strict``); None = all rows.
+
+    Returns:
+        input name -> normalised copy (or the same object when nothing applies).
+    """
+    if scaling not in ("speaker", "speaker_strict"):
+        return inputs
+    rows = fit_rows if scaling == "speaker_strict" else None
+    return {name: speaker_normalise(X, speakers, rows) if is_pooled(X) else X
+            for name, X in inputs.items()}

@@ -138,3 +138,9 @@ def frame_level_concatenation(cells: np.ndarray) -> np.ndarray:
         for m, cell in enumerate(row):
             block[:, columns[m]:columns[m + 1]] = align_frames(cell, lengths[i])
     return as_object_array([np.split(fused, starts[1:])])
+
+
+def is_pooled(X) -> bool:
+    """Whether X is a numeric (n, d) matrix of pooled features, not an object array of frame
+    sequences or transcripts."""
+    return isinstance(X, np.ndarray) and X.dtype.kind in "fiub"

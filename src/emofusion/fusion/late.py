@@ -14,6 +14,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from emofusion.models.pipeline import accepts_groups
+
 Rule = Literal["vote", "mean"]
 
 
@@ -39,8 +41,23 @@ def combine_probabilities(probabilities: list[np.ndarray], rule: Rule) -> np.nda
 
 
 def select_columns(X: np.ndarray, columns: tuple[int, int]) -> np.ndarray:
-    """The block ``X[:, start:stop]`` of one modality."""
-    return X[:, columns[0]:columns[1]]
+    """The block ``X[:, start:stop]`` of one modality.
+
+    A numeric X (n, d_total) gives its columns. An object X (n, n_modalities) holds one cell per
+    row and modality: frame sequences and transcripts come back as that (n, 1) object column,
+    pooled row vectors (d,) are stacked into an (n, d) float matrix.
+    """
+    block = X[:, columns[0]:columns[1]]
+    if block.dtype == object and block.shape[1] == 1 and len(block) and isinstance(
+            block[0, 0], np.ndarray) and block[0, 0].ndim == 1:
+        return np.vstack(block[:, 0])
+    return block
+
+
+def fit_base(estimator, X, y: np.ndarray, groups: np.ndarray | None):
+    """A fitted clone of `estimator`, given the speaker `groups` when its fit takes them."""
+    params = {"groups": groups} if groups is not None and accepts_groups(estimator) else {}
+    return clone(estimator).fit(X, y, **params)
 
 
 class LateFusionClassifier(ClassifierMixin, BaseEstimator):
@@ -58,10 +75,17 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
         self.rule = rule
 
     def fit(self, X, y, groups=None):
-        """Fit each modality's estimator on its block of X (n, d_total)."""
+        """Fit each modality's estimator on its block of X (n, d_total); `groups` (n,) are
+        the speakers, passed to estimators that search or stop early by speaker."""
+        fitted = [fit_base(est, select_columns(X, cols), y, groups)
+                  for (_, est), cols in zip(self.estimators, self.columns, strict=True)]
+        return self.use_fitted(fitted, y)
+
+    def use_fitted(self, fitted: list, y) -> LateFusionClassifier:
+        """Adopt already fitted modality estimators (one per entry of `estimators`, fitted on
+        the same rows as `y`): how a run shares its unimodal models with the fusions."""
         self.classes_ = np.unique(y)
-        self.estimators_ = [clone(est).fit(select_columns(X, cols), y)
-                            for (_, est), cols in zip(self.estimators, self.columns, strict=True)]
+        self.estimators_ = list(fitted)
         return self
 
     def modality_probabilities(self, X) -> list[np.ndarray]:

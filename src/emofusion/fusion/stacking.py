@@ -12,8 +12,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from emofusion.evaluation.splits import inner_folds
-from emofusion.fusion.late import LateFusionClassifier, select_columns
+from emofusion.evaluation.nested import SearchedClassifier
+from emofusion.evaluation.splits import fold_speakers, inner_folds
+from emofusion.fusion.late import LateFusionClassifier, fit_base, select_columns
 
 
 def make_meta_learner(seed: int = 0) -> LogisticRegression:
@@ -26,8 +27,11 @@ def frozen_clone(estimator):
 
     Estimators that tune themselves (like `ShrinkageLDA(shrinkage="cv")`) report the choice in
     ``best_params_``; fixing it means refits on subsets (out-of-fold probabilities) do not
-    search again. Works on a single estimator or on the steps of a Pipeline.
+    search again. Works on a single estimator, on the steps of a Pipeline, and on a fitted
+    `SearchedClassifier` (its chosen model).
     """
+    if isinstance(estimator, SearchedClassifier):
+        return frozen_clone(estimator.estimator_)
     copy = clone(estimator)
     steps = getattr(estimator, "steps", None)
     if steps is None:
@@ -42,6 +46,8 @@ def _own_out_of_fold(estimator, folds, n_classes: int) -> np.ndarray | None:
     """The out-of-fold probabilities a fitted classifier computed in its own search on exactly
     these folds (`oof_proba_`, `cv_held_out_`), or None. Only a bare classifier or a one-step
     pipeline qualifies: a scaler or resampler before it would differ between the two."""
+    if isinstance(estimator, SearchedClassifier):
+        estimator = estimator.estimator_
     steps = getattr(estimator, "steps", [(None, estimator)])
     if len(steps) != 1:
         return None
@@ -55,12 +61,14 @@ def _own_out_of_fold(estimator, folds, n_classes: int) -> np.ndarray | None:
     return out
 
 
-def out_of_fold_probabilities(estimator, X, y: np.ndarray, folds, n_classes: int) -> np.ndarray:
+def out_of_fold_probabilities(estimator, X, y: np.ndarray, folds, n_classes: int,
+                              groups: np.ndarray | None = None) -> np.ndarray:
     """(n, n_classes) probabilities of `estimator` for each row from a model not trained on it.
 
     `y` holds class codes 0..n_classes-1; a class missing from an inner training fold gets
     probability 0. When `estimator` (fitted on X, y) already produced these probabilities in its
-    own search over the same folds, they are reused instead of refitting.
+    own search over the same folds, they are reused instead of refitting. `groups` (n,) are the
+    speakers, passed on to models that stop early by speaker.
     """
     reused = _own_out_of_fold(estimator, folds, n_classes)
     if reused is not None:
@@ -68,7 +76,7 @@ def out_of_fold_probabilities(estimator, X, y: np.ndarray, folds, n_classes: int
     out = np.zeros((len(y), n_classes))
     template = frozen_clone(estimator)
     for train, held_out in folds:
-        model = clone(template).fit(X[train], y[train])
+        model = fit_base(template, X[train], y[train], None if groups is None else groups[train])
         out[np.ix_(held_out, model.classes_)] = model.predict_proba(X[held_out])
     return out
 
@@ -90,14 +98,25 @@ class StackingFusionClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y, groups=None):
-        """Fit on X (n, d_total), y (n,); `groups` (speakers) make the inner folds speaker-free."""
+        """Fit on X (n, d_total), y (n,); `groups` (speakers) make the inner folds speaker-free
+        and reach the modality estimators that search or stop early by speaker."""
+        _, codes = np.unique(y, return_inverse=True)
+        fitted = [fit_base(est, select_columns(X, cols), codes, groups)
+                  for (_, est), cols in zip(self.estimators, self.columns, strict=True)]
+        return self.use_fitted(fitted, X, y, groups)
+
+    def use_fitted(self, fitted: list, X, y, groups=None) -> StackingFusionClassifier:
+        """Fit only the meta-learner, on the out-of-fold probabilities of already fitted
+        modality estimators (fitted on exactly these rows X, y with these groups)."""
         self.classes_, codes = np.unique(y, return_inverse=True)
         folds = inner_folds(codes, groups, self.n_folds, self.random_state)
         stacked = np.hstack([
-            out_of_fold_probabilities(est, select_columns(X, cols), codes, folds, len(self.classes_))
-            for (_, est), cols in zip(self.estimators, self.columns, strict=True)])
+            out_of_fold_probabilities(est, select_columns(X, cols), codes, folds,
+                                      len(self.classes_), groups)
+            for est, cols in zip(fitted, self.columns, strict=True)])
         self.meta_ = make_meta_learner(self.random_state).fit(stacked, codes)
-        self.base_ = LateFusionClassifier(self.estimators, self.columns).fit(X, codes)
+        self.base_ = LateFusionClassifier(self.estimators, self.columns).use_fitted(fitted, codes)
+        self.inner_speakers_ = [] if groups is None else fold_speakers(folds, groups)
         return self
 
     def predict_proba(self, X):

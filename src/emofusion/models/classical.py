@@ -17,6 +17,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emofusion.models.lda import ShrinkageLDA
 from emofusion.models.registry import ModelSpec, register
+from emofusion.models.text import TfidfClassifier
+
+
+def _portfolio_build(seed: int, class_weight: str | None):
+    raise TypeError("a portfolio is searched through its members (SearchedClassifier)")
 
 
 class CalibratedSVC(ClassifierMixin, BaseEstimator):
@@ -94,3 +99,15 @@ _spec("mlp_sklearn", "scikit-learn MLP 128-64 with early stopping inside the tra
       lambda seed, cw: MLPClassifier(hidden_layer_sizes=(128, 64), early_stopping=True,
                                      max_iter=300, random_state=seed),
       {"alpha": [1e-4, 1e-2]}, weighted=False)
+_spec("svm_linear", "Linear SVC with probabilities; grid C {0.01,0.1}",
+      lambda seed, cw: CalibratedSVC(kernel="linear", class_weight=cw, random_state=seed),
+      {"C": [0.01, 0.1]})
+register(ModelSpec(
+    name="tfidf", description="Transcripts: word 1-2-gram TF-IDF (fitted in each training fold) + "
+    "logistic regression; grid class_weight {none, balanced}",
+    build=lambda seed, cw: TfidfClassifier(class_weight=cw, random_state=seed),
+    grid={"class_weight": [None, "balanced"]}, input="text"))
+register(ModelSpec(
+    name="auto", description="Per system, the best of lda, logreg and svm_rbf (family and grid "
+    "chosen on the training speakers' inner folds)", build=_portfolio_build,
+    portfolio=("lda", "logreg", "svm_rbf"), scale_invariant=True))

@@ -1,52 +1,167 @@
-"""Turn a model name and the run's options into a scikit-learn (imbalanced-learn) pipeline.
+"""Turn a model name and the run's options into a scikit-learn pipeline.
 
 Scaling and resampling live inside the pipeline, so cross-validation and grid search refit them
-on each training part only: nothing is fitted on held-out speakers.
+on each training part only: nothing is fitted on held-out speakers. Resampling is done by
+`GroupResampledClassifier`, which resamples the speaker groups together with the rows, so
+classifiers that search or stop early on speaker-grouped folds (the default LDA, the PyTorch
+models) still see whole speakers after over-sampling.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+import numpy as np
 from imblearn.over_sampling import SMOTE, RandomOverSampler
-from imblearn.pipeline import Pipeline
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.neighbors import NearestNeighbors
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from emofusion.errors import ConfigError
 from emofusion.models.registry import ModelSpec
 
 CLASSIFIER_STEP = "clf"
+RESAMPLED_PREFIX = "estimator__"
 
 
-def build_pipeline(spec: ModelSpec, *, imbalance: str = "none", scale: bool = True,
+def accepts_groups(estimator) -> bool:
+    """Whether `estimator.fit` takes speaker `groups` (searches or stops early by speaker)."""
+    return "groups" in inspect.signature(estimator.fit).parameters
+
+
+def resampled_groups(sampler, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                     n_resampled: int) -> np.ndarray:
+    """The speaker of every row a fitted sampler returned.
+
+    RandomOverSampler reports the source row of each output row (`sample_indices_`). SMOTE
+    returns the original rows followed by synthetic ones; each synthetic row gets the speaker of
+    its nearest original row of the same class (it lies on a segment starting there).
+    """
+    indices = getattr(sampler, "sample_indices_", None)
+    if indices is not None:
+        return np.asarray(groups)[indices]
+    X_new, y_new = sampler.X_synthetic_, sampler.y_synthetic_
+    out = np.empty(n_resampled, dtype=np.asarray(groups).dtype)
+    out[:len(X)] = groups
+    for label in np.unique(y_new):
+        rows = np.flatnonzero(y == label)
+        synthetic = np.flatnonzero(y_new == label)
+        nearest = NearestNeighbors(n_neighbors=1).fit(X[rows]).kneighbors(
+            X_new[synthetic], return_distance=False)[:, 0]
+        out[len(X) + synthetic] = np.asarray(groups)[rows[nearest]]
+    return out
+
+
+class _RecordingSMOTE(SMOTE):
+    """SMOTE that keeps its synthetic rows, so their speakers can be assigned."""
+
+    def _fit_resample(self, X, y):
+        X_res, y_res = super()._fit_resample(X, y)
+        self.X_synthetic_, self.y_synthetic_ = X_res[len(X):], y_res[len(X):]
+        return X_res, y_res
+
+
+class GroupResampledClassifier(ClassifierMixin, BaseEstimator):
+    """Over-sample the training rows (and their speaker groups), then fit a classifier.
+
+    Args:
+        estimator: the classifier.
+        method: ``"oversample"`` (random over-sampling) or ``"smote"``.
+        random_state: the sampler's seed.
+    """
+
+    def __init__(self, estimator=None, method: str = "oversample", random_state: int = 0):
+        self.estimator = estimator
+        self.method = method
+        self.random_state = random_state
+
+    def _sampler(self):
+        if self.method == "oversample":
+            return RandomOverSampler(random_state=self.random_state)
+        if self.method == "smote":
+            return _RecordingSMOTE(random_state=self.random_state)
+        raise ConfigError(f"unknown resampling method '{self.method}'; use oversample or smote")
+
+    def fit(self, X, y, groups=None):
+        """Resample X (n, d), y (n,) and groups (n,), then fit the classifier on the result."""
+        sampler = self._sampler()
+        X_res, y_res = sampler.fit_resample(X, y)
+        params = {}
+        if groups is not None and accepts_groups(self.estimator):
+            params["groups"] = resampled_groups(sampler, np.asarray(X), np.asarray(y),
+                                                np.asarray(groups), len(y_res))
+        self.estimator_ = clone(self.estimator).fit(X_res, y_res, **params)
+        self.classes_ = self.estimator_.classes_
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    @property
+    def best_params_(self) -> dict[str, Any]:
+        """The wrapped classifier's own search choice, addressed through this wrapper."""
+        check_is_fitted(self)
+        chosen = getattr(self.estimator_, "best_params_", {})
+        return {f"{RESAMPLED_PREFIX}{key}": value for key, value in chosen.items()}
+
+    @property
+    def best_score_(self) -> float | None:
+        check_is_fitted(self)
+        return getattr(self.estimator_, "best_score_", None)
+
+    def predict_proba(self, X):
+        """(n, n_classes) probabilities of the classifier (nothing is resampled here)."""
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        """Class per row, shape (n,)."""
+        check_is_fitted(self)
+        return self.estimator_.predict(X)
+
+
+def build_pipeline(spec: ModelSpec, *, imbalance: str = "none", scaling: str = "standard",
                    seed: int = 0) -> Pipeline:
-    """scaler -> optional resampler -> classifier.
+    """scaler -> classifier (wrapped in a group-aware resampler when asked).
 
     Args:
         spec: the model.
-        imbalance: ``none``, ``class_weight``, ``oversample`` (RandomOverSampler) or ``smote``.
-        scale: add a StandardScaler (pooled models that are not scale-invariant; sequence models
-            standardise inside).
+        imbalance: ``none``, ``class_weight``, ``oversample`` (random) or ``smote``.
+        scaling: the run's scaling; ``none`` means no scaler. Pooled models that are not
+            scale-invariant get a StandardScaler fitted on the training rows otherwise (after
+            per-speaker normalisation it only rescales); sequence models standardise inside.
         seed: random state of resampler and classifier.
     """
-    if spec.input == "sequence" and imbalance in ("oversample", "smote"):
-        raise ConfigError(f"model '{spec.name}' takes frame sequences; use --imbalance "
+    if spec.input != "pooled" and imbalance in ("oversample", "smote"):
+        raise ConfigError(f"model '{spec.name}' takes {spec.input} input; use --imbalance "
                           "class_weight instead of resampling")
     steps: list[tuple[str, Any]] = []
-    if scale and spec.input == "pooled" and not spec.scale_invariant:
+    if scaling != "none" and spec.input == "pooled" and not spec.scale_invariant:
         steps.append(("scale", StandardScaler()))
-    if imbalance == "oversample":
-        steps.append(("resample", RandomOverSampler(random_state=seed)))
-    elif imbalance == "smote":
-        steps.append(("resample", SMOTE(random_state=seed)))
-    class_weight = "balanced" if imbalance == "class_weight" else None
-    steps.append((CLASSIFIER_STEP, spec.build(seed, class_weight)))
+    classifier = spec.build(seed, "balanced" if imbalance == "class_weight" else None)
+    if imbalance in ("oversample", "smote"):
+        classifier = GroupResampledClassifier(classifier, imbalance, random_state=seed)
+    steps.append((CLASSIFIER_STEP, classifier))
     return Pipeline(steps)
 
 
-def prefixed_grid(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """A model grid with keys addressed to the pipeline's classifier step."""
-    return {f"{CLASSIFIER_STEP}__{key}": list(values) for key, values in grid.items()}
+def classifier_prefix(pipeline: Pipeline) -> str:
+    """How the pipeline addresses its model's own parameters (``clf__`` or, behind the
+    resampler, ``clf__estimator__``)."""
+    resampled = isinstance(pipeline.named_steps[CLASSIFIER_STEP], GroupResampledClassifier)
+    return f"{CLASSIFIER_STEP}__{RESAMPLED_PREFIX if resampled else ''}"
+
+
+def core_classifier(pipeline: Pipeline):
+    """The model itself (behind a resampler, the wrapped classifier)."""
+    step = pipeline.named_steps[CLASSIFIER_STEP]
+    return step.estimator if isinstance(step, GroupResampledClassifier) else step
+
+
+def prefixed_grid(grid: dict[str, list[Any]], prefix: str = f"{CLASSIFIER_STEP}__") -> dict[str, list[Any]]:
+    """A model grid with keys addressed to the pipeline's classifier (see `classifier_prefix`)."""
+    return {f"{prefix}{key}": list(values) for key, values in grid.items()}
 
 
 def grid_size(grid: dict[str, list[Any]]) -> int:

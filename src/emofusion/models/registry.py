@@ -33,6 +33,8 @@ class ModelSpec:
             rescaling of its input (so no StandardScaler is put in front of it).
         reads_transcripts: a sequence model that also takes the dataset's ``transcript``
             column as one more modality (cells are ``str``).
+        portfolio: for a portfolio (e.g. ``auto``), the member models whose families and
+            grids are compared on the speaker-grouped inner folds; ``build`` is then unused.
     """
 
     name: str
@@ -44,6 +46,7 @@ class ModelSpec:
     supports_class_weight: bool = True
     scale_invariant: bool = False
     reads_transcripts: bool = False
+    portfolio: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
