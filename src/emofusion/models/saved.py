@@ -2,9 +2,12 @@
 
 A saved model is one zip file holding ``model.json`` (label names, modalities and their widths,
 pooling, system, scaling, the extractors that made the features) and ``estimator.skops`` (the
-fitted estimator in skops' safe format). Loading checks every type the estimator file would
-create; types outside emofusion, scikit-learn, imbalanced-learn, NumPy and SciPy are refused
-unless the user passes ``trust=True`` (``--trust`` on the command line).
+fitted estimator in skops' safe format). Before anything in the estimator file is built,
+loading lists the types it would create: beyond those skops trusts by default (NumPy arrays,
+builtin containers, scikit-learn estimators), only the exact types of `SAVED_MODEL_TYPES`,
+which emofusion itself writes, are accepted. Anything else (``builtins.eval``, ``os.system``,
+``torch.load``, a user's own class, ...) is refused unless the user passes ``trust=True``
+(``--trust`` on the command line).
 """
 
 from __future__ import annotations
@@ -20,8 +23,36 @@ import numpy as np
 from emofusion.errors import EmofusionError
 
 FORMAT_VERSION = 1
-TRUSTED_PREFIXES = ("emofusion.", "sklearn.", "imblearn.", "numpy.", "scipy.", "builtins.",
-                    "collections.", "torch.")
+
+# Every type that skops does not trust by default (``skops.io.get_untrusted_types``) and that a
+# model file written by emofusion holds, for every registered model, system and imbalance
+# option. Exact names, never prefixes: a whole namespace (``builtins.``, ``torch.``) contains
+# functions that run code when a file names them. Each entry was reviewed: skops rebuilds it
+# from stored attributes and arrays, and it runs no code named by the file. A new estimator
+# class must be reviewed the same way and added here; tests/models/test_saved_model_safety.py
+# names every type that a saved model holds and this set lacks.
+SAVED_MODEL_TYPES: frozenset[str] = frozenset({
+    # emofusion estimators
+    "emofusion.evaluation.nested.SearchedClassifier",
+    "emofusion.fusion.late.LateFusionClassifier",
+    "emofusion.fusion.stacking.StackingFusionClassifier",
+    "emofusion.models.classical.CalibratedSVC",
+    "emofusion.models.lda.ShrinkageLDA",
+    "emofusion.models.pipeline.GroupResampledClassifier",
+    "emofusion.models.text.TfidfClassifier",
+    "emofusion.models.deep.e2e.EmbeddingFusionHead",
+    "emofusion.models.deep.e2e.EndToEndFusionClassifier",
+    "emofusion.models.deep.mlp.TorchMLPClassifier",
+    "emofusion.models.deep.sequence.SequenceClassifier",
+    "emofusion.models.deep.spectrogram.SpectrogramCNNClassifier",
+    "emofusion.models.deep.text.TextFinetuneClassifier",
+    # scikit-learn internals of fitted estimators (svm, rf, gb, mlp_sklearn)
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.tree._tree.Tree",
+})
 
 
 @dataclass
@@ -50,6 +81,7 @@ class ModelCard:
     model: str
     input: str
     scaling: str = "standard"
+    protocol: str = "speaker_independent"
     speaker_fallback: dict[str, list[list[float]]] = field(default_factory=dict)
     extractors: dict[str, dict[str, Any]] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -82,16 +114,13 @@ def save_model(model: SavedModel, path: Path) -> Path:
     return path
 
 
-def _untrusted(types: list[str]) -> list[str]:
-    return [t for t in types if not t.startswith(TRUSTED_PREFIXES)]
-
-
 def load_model(path: Path, *, trust: bool = False) -> SavedModel:
     """Read a saved model.
 
     Args:
         path: the file written by `save_model`.
-        trust: also load types outside the known libraries (only for files you trust).
+        trust: also load types that emofusion does not write (only for files you trust: such a
+            type can run code while it is loaded).
 
     Raises:
         EmofusionError: unreadable file, or types that need ``trust``.
@@ -102,13 +131,13 @@ def load_model(path: Path, *, trust: bool = False) -> SavedModel:
         with zipfile.ZipFile(path) as archive:
             card = ModelCard(**json.loads(archive.read("model.json")))
             payload = archive.read("estimator.skops")
-    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, TypeError) as exc:
+        present = skops.io.get_untrusted_types(data=payload)  # constructs nothing
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         raise EmofusionError(f"{path}: not an emofusion model file ({exc}); create one with "
                              "`emofusion train`") from exc
-    types = skops.io.get_untrusted_types(data=payload)
-    refused = _untrusted(types)
+    refused = sorted(set(present) - SAVED_MODEL_TYPES)
     if refused and not trust:
-        raise EmofusionError(f"{path} contains types outside emofusion and its libraries: "
-                             f"{refused}. Load it only if you trust its source (--trust).")
-    estimator = skops.io.loads(payload, trusted=types)
-    return SavedModel(card, estimator)
+        raise EmofusionError(f"{path} contains types that emofusion does not write: {refused}. "
+                             "Loading them could run code from the file; load it only if you "
+                             "trust its source (--trust).")
+    return SavedModel(card, skops.io.loads(payload, trusted=present))
