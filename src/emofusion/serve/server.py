@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +60,54 @@ def run_server(model_path: Path, options: ServeOptions, announce=print) -> None:
         announce(f"serving {model_path} on http://{options.host}:{options.port}/ "
                  f"(API docs at /docs)")
         uvicorn.run(app, host=options.host, port=options.port, log_level="warning")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on at the moment."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def background_server(model_path: Path, *options: str, startup_seconds: float = 180.0,
+                      host: str = "127.0.0.1") -> Iterator[str]:
+    """``emofusion serve model_path *options`` in a subprocess on a free port of `host` (for
+    tests and benchmarks); yields its base URL once ``/health`` answers, stops it afterwards.
+
+    Raises:
+        RuntimeError: the server exited, or did not answer within `startup_seconds`.
+    """
+    port = free_port(host)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emofusion.cli", "serve", str(model_path), "--host", host,
+         "--port", str(port), *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://{host}:{port}"
+    try:
+        _wait_until_healthy(url, process, startup_seconds)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"emofusion serve exited with status {process.returncode}:\n"
+                               f"{process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"emofusion serve did not answer at {url} within {seconds:g} s")
