@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from deep_testdata import sequences
-from sklearn.base import clone
 
+import emofusion
+import emofusion.runner
+from emofusion.config import build_config
 from emofusion.models.deep import SequenceClassifier, TorchMLPClassifier
 from emofusion.models.deep._base import class_weights, validation_split
 
@@ -26,39 +31,85 @@ def test_fit_takes_no_outside_validation_data():
         assert list(inspect.signature(cls.fit).parameters) == ["self", "X", "y", "groups"]
 
 
-@pytest.mark.parametrize("make", [
-    lambda: TorchMLPClassifier(hidden_sizes=(16,), max_epochs=15, random_state=3),
-    lambda: SequenceClassifier(encoder="gru", hidden_size=8, attention_size=8, max_epochs=6,
-                               random_state=3),
-])
-def test_test_fold_content_cannot_influence_training(make):
-    """Same training fold inside two experiments whose test folds differ drastically."""
+TEST_SPEAKERS = ("spk6", "spk7")
+
+
+def _write_official_split(folder: Path, test_perturbed: bool) -> Path:
+    """8 speakers x 12 utterances, 3 classes, vector modalities 'a' (6,) and 'b' (3,); a
+    ``split`` column puts spk6 and spk7 in the test set. With `test_perturbed`, every test
+    label is changed and spk7's features are scrambled and scaled by 50; training rows and
+    spk6's features are the same either way."""
     rng = np.random.default_rng(0)
-    X, y, groups = _speaker_table(rng)
-    test_speakers = {"spk6", "spk7"}
-    is_test = np.isin(groups, list(test_speakers))
-    train = np.flatnonzero(~is_test)
-    probe = rng.normal(size=(10, X.shape[1]))
+    X, y, groups = _speaker_table(rng, d=9)
+    if test_perturbed:
+        y = np.where(np.isin(groups, TEST_SPEAKERS), (y + 1) % 3, y)
+        scrambled = groups == TEST_SPEAKERS[1]
+        X[scrambled] = rng.permutation(X[scrambled].ravel()).reshape(X[scrambled].shape) * 50
+    rows = []
+    for modality in ("a", "b"):
+        (folder / modality).mkdir(parents=True)
+    for i, (features, label, speaker) in enumerate(zip(X, y, groups, strict=True)):
+        np.save(folder / "a" / f"u{i}.npy", features[:6].astype(np.float32))
+        np.save(folder / "b" / f"u{i}.npy", features[6:].astype(np.float32))
+        rows.append({"utterance_id": f"u{i:03d}", "speaker": speaker, "label": f"c{label}",
+                     "split": "test" if speaker in TEST_SPEAKERS else "train",
+                     "a_features": f"a/u{i}.npy", "b_features": f"b/u{i}.npy"})
+    pd.DataFrame(rows).to_csv(folder / "dataset.csv", index=False)
+    return folder / "dataset.csv"
 
-    # experiment 2: the test fold is scrambled and its labels flipped
-    X2, y2 = X.copy(), y.copy()
-    X2[is_test] = rng.permutation(X2[is_test].ravel()).reshape(X2[is_test].shape) * 50.0
-    y2[is_test] = 2 - y2[is_test]
 
-    base = make()
-    first = clone(base).fit(X[train], y[train], groups=groups[train])
+def _leaky_folds(make_folds):
+    """A deliberately broken engine: each fold also trains (and stops early) on its test rows."""
+    def leaky(*args, **kwargs):
+        return [replace(f, train=np.union1d(f.train, f.test)) for f in make_folds(*args, **kwargs)]
+    return leaky
+
+
+def _spk6_probabilities(csv: Path, out: Path, model: str) -> np.ndarray:
+    """Predicted probabilities of spk6's utterances (whose features never change), in id order."""
+    config = build_config({"dataset": csv, "out": out, "model": model, "split": "official",
+                           "systems": ["early"], "jobs": 1, "inner_folds": 2, "use_cache": False,
+                           "param_grid": {"max_epochs": [8]}})
+    predictions = emofusion.run(config, progress=False).predictions
+    rows = predictions[predictions["speaker"] == TEST_SPEAKERS[0]].sort_values("utterance_id")
+    return rows.filter(like="proba_").to_numpy()
+
+
+@pytest.mark.parametrize("model", ["mlp", "gru"])
+@pytest.mark.parametrize("leak", [False, True], ids=["engine", "leaky_engine"])
+def test_test_fold_content_cannot_influence_training(tmp_path, monkeypatch, fast_report, model,
+                                                     leak):
+    """Two experiments whose test speakers differ (labels changed, one speaker's features
+    scrambled) must give the same predictions for the test speaker whose features did not
+    change. A deliberately leaky engine that lets the test rows reach training (and early
+    stopping) shows that the comparison detects such a leak."""
+    if leak:
+        monkeypatch.setattr(emofusion.runner, "make_outer_folds",
+                            _leaky_folds(emofusion.runner.make_outer_folds))
+    original = _spk6_probabilities(_write_official_split(tmp_path / "a", False),
+                                   tmp_path / "run-a", model)
     # disturb every global RNG between the two experiments
     np.random.seed(123)
     torch.manual_seed(999)
     torch.rand(7)
-    second = clone(base).fit(X2[train], y2[train], groups=groups[train])
+    perturbed = _spk6_probabilities(_write_official_split(tmp_path / "b", True),
+                                    tmp_path / "run-b", model)
+    assert original.shape == (12, 3)
+    if leak:
+        assert np.abs(original - perturbed).max() > 1e-3
+    else:
+        np.testing.assert_array_equal(original, perturbed)
 
-    np.testing.assert_array_equal(first.predict_proba(probe), second.predict_proba(probe))
-    assert [h["val_loss"] for h in first.history_] == [h["val_loss"] for h in second.history_]
-    for est in (first, second):
-        chosen = set(est.validation_groups_)
+
+def test_early_stopping_holds_out_training_speakers_only():
+    rng = np.random.default_rng(0)
+    X, y, groups = _speaker_table(rng)
+    train = ~np.isin(groups, TEST_SPEAKERS)
+    for estimator in (TorchMLPClassifier(hidden_sizes=(16,), max_epochs=3, random_state=3),
+                      SequenceClassifier(encoder="gru", hidden_size=8, max_epochs=2,
+                                         random_state=3)):
+        chosen = set(estimator.fit(X[train], y[train], groups=groups[train]).validation_groups_)
         assert chosen and chosen <= set(groups[train])
-        assert not chosen & test_speakers
 
 
 def test_validation_split_holds_out_whole_training_speakers():
