@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -10,9 +11,14 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from emofusion.evaluation.significance import (
+    _speaker_weights,
+    all_pairs,
     compare_systems,
+    holm,
     mcnemar,
     speaker_bootstrap_ua_diff,
+    system_interval,
+    system_intervals,
 )
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
@@ -127,3 +133,109 @@ def test_compare_systems_rejects_different_utterances():
     table = table.drop(index=table.index[(table["system"] == "B")][:3])
     with pytest.raises(ValueError, match="same utterances"):
         compare_systems(table, LABELS, [("A", "B")], n_boot=10)
+
+
+# ----------------------------------------------------------------------------- multiplicity
+
+
+def test_holm_matches_a_hand_computed_example():
+    # sorted: .005*4 = .02, .01*3 = .03, .03*2 = .06, .04*1 = .04 -> running max .02 .03 .06 .06
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1
+    np.testing.assert_allclose(holm([0.2]), [0.2])
+    assert holm([]).shape == (0,)
+
+
+def test_every_pair_is_tested_and_holm_adjusted():
+    systems = ["A", "B", "C", "D"]
+    assert all_pairs(systems) == [("A", "B"), ("A", "C"), ("A", "D"), ("B", "C"), ("B", "D"),
+                                  ("C", "D")]
+    table = paired_table({"A": 0.8, "B": 0.5, "C": 0.52, "D": 0.75}, n_speakers=12)
+    results = compare_systems(table, LABELS, all_pairs(systems), n_boot=100)
+    raw = [r["mcnemar"]["p_value"] for r in results]
+    adjusted = [r["mcnemar"]["p_holm"] for r in results]
+    np.testing.assert_allclose(adjusted, holm(raw))
+    assert all(a >= p for a, p in zip(adjusted, raw, strict=True))
+    assert max(adjusted) > max(raw) or max(raw) == 1.0
+    # a single pair is its own family
+    (single,) = compare_systems(table, LABELS, [("A", "B")], n_boot=100)
+    assert single["mcnemar"]["p_holm"] == single["mcnemar"]["p_value"]
+
+
+# ----------------------------------------------------------------------------- per-system CIs
+
+
+def test_system_interval_equals_a_weighted_loop_over_the_same_resamples():
+    table = rows(paired_table({"A": 0.65}, n_speakers=9, per_speaker=20, seed=2), "A")
+    result = system_interval(table, n_boot=300, seed=4)
+    speakers = np.unique(table["speaker"])
+    weights = _speaker_weights(len(speakers), 300, 4)
+    index = np.searchsorted(speakers, table["speaker"])
+    ua, accuracy = [], []
+    for draw in weights:
+        weight = draw[index]
+        keep = weight > 0
+        ua.append(balanced_accuracy_score(table["true"][keep], table["predicted"][keep],
+                                          sample_weight=weight[keep]))
+        accuracy.append(np.average(table["true"] == table["predicted"], weights=weight))
+    np.testing.assert_allclose(result["ua"], np.percentile(ua, [2.5, 97.5]))
+    np.testing.assert_allclose(result["f1_micro"], np.percentile(accuracy, [2.5, 97.5]))
+    pooled_ua = balanced_accuracy_score(table["true"], table["predicted"])
+    assert result["ua"][0] < pooled_ua < result["ua"][1]
+    assert result["n_speakers"] == 9 and result["n_boot"] == 300
+
+
+def test_system_interval_is_a_point_when_every_speaker_is_alike():
+    one = rows(paired_table({"A": 0.6}, n_speakers=1, per_speaker=40), "A")
+    alike = pd.concat([one.assign(speaker=f"s{k}", utterance_id=one["utterance_id"] + f"-{k}")
+                       for k in range(6)])
+    result = system_interval(alike, n_boot=200)
+    pooled = balanced_accuracy_score(one["true"], one["predicted"])
+    assert result["ua"] == pytest.approx([pooled, pooled])
+    accuracy = (one["true"] == one["predicted"]).mean()
+    assert result["f1_micro"] == pytest.approx([accuracy, accuracy])
+
+
+def test_system_intervals_widen_with_speaker_dependence_and_are_fast():
+    widths = {}
+    for clustered in (False, True):
+        table = paired_table({"A": 0.6}, seed=5, clustered=clustered)
+        low, high = system_interval(rows(table, "A"), n_boot=500)["ua"]
+        widths[clustered] = high - low
+    assert widths[True] > 3 * widths[False]
+
+    eight = paired_table({f"S{k}": 0.5 + 0.04 * k for k in range(8)}, n_speakers=60)
+    start = time.perf_counter()
+    intervals = system_intervals(eight, n_boot=1000)
+    assert time.perf_counter() - start < 2.0
+    assert list(intervals) == [f"S{k}" for k in range(8)]
+    assert intervals["S7"]["ua"][0] > intervals["S0"]["ua"][1]  # .78 vs .50 accuracy
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def test_report_tests_every_pair_and_gives_each_system_an_interval(tmp_path):
+    from emofusion.report.writer import write_report
+
+    accuracy = {"acoustic": 0.8, "visual": 0.6, "lexical": 0.45, "early": 0.85}
+    table = paired_table(accuracy, n_speakers=8)
+    kinds = {"acoustic": "unimodal", "visual": "unimodal", "lexical": "unimodal",
+             "early": "fusion"}
+    result = write_report(tmp_path, table, LABELS, kinds, config={}, audit={}, dropped=[],
+                          warnings=[], n_boot=200)
+    pairs = [(c["system_a"], c["system_b"]) for c in result["comparisons"]]
+    assert pairs == all_pairs(list(accuracy))
+    np.testing.assert_allclose([c["mcnemar"]["p_holm"] for c in result["comparisons"]],
+                               holm([c["mcnemar"]["p_value"] for c in result["comparisons"]]))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    for system in accuracy:
+        interval = written["systems"][system]["speaker_bootstrap"]
+        assert interval == system_interval(rows(table, system), n_boot=200, seed=0)
+        low, high = interval["ua"]
+        assert low <= written["systems"][system]["pooled"]["ua"] <= high
+    report = (tmp_path / "report.md").read_text()
+    assert "UA 95% CI" in report and "F1-micro 95% CI" in report and "Holm p" in report
+    low, high = written["systems"]["early"]["speaker_bootstrap"]["f1_micro"]
+    assert f"[{100 * low:.1f}, {100 * high:.1f}]" in report
+    assert f"[{100 * low:.1f}, {100 * high:.1f}]" in (tmp_path / "report.html").read_text()

@@ -9,6 +9,11 @@ Two complementary tests, always run on the SAME utterances (an inner join on
   replacement, because utterances of one speaker are not independent; in a speaker-independent
   evaluation the speaker is the unit of independence.
 
+Which pairs are tested must not depend on the test scores: `all_pairs` lists every pair of
+systems, and `compare_systems` adds Holm-adjusted McNemar p-values over the pairs it tests
+(`holm`). `system_intervals` gives each system's own UA and F1-micro a 95 % speaker-bootstrap
+interval.
+
 Input frames have the predictions-table columns ``utterance_id, speaker, true, predicted``
 (label names); see docs/ARCHITECTURE.md.
 """
@@ -16,6 +21,7 @@ Input frames have the predictions-table columns ``utterance_id, speaker, true, p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -82,26 +88,62 @@ def paired_predictions(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> pd.DataFra
     return merged[columns].sort_values("utterance_id").reset_index(drop=True)
 
 
-def _speaker_counts(paired: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _speaker_counts(frame: pd.DataFrame,
+                    columns: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Per-speaker confusion-matrix diagonals and row sums.
 
+    Args:
+        frame: rows with ``speaker``, ``true`` and the prediction `columns`.
+        columns: one column of predicted labels per system.
+
     Returns:
-        ``support`` (S, K): utterances of class k by speaker s; ``hits_a`` and ``hits_b``
-        (S, K): of those, how many system A / B classified correctly. These are the row sums
-        and diagonals of each speaker's confusion matrix, all UA needs.
+        ``support`` (S, K): utterances of class k by speaker s; one ``hits`` (S, K) per column:
+        of those, how many that system classified correctly. These are the row sums and
+        diagonals of each speaker's confusion matrix, all UA and accuracy need.
     """
-    speakers, s_idx = np.unique(paired["speaker"].astype(str), return_inverse=True)
-    classes, k_idx = np.unique(paired["true"].astype(str), return_inverse=True)
+    speakers, s_idx = np.unique(frame["speaker"].astype(str), return_inverse=True)
+    classes, k_idx = np.unique(frame["true"].astype(str), return_inverse=True)
     shape = (len(speakers), len(classes))
     support = np.zeros(shape)
     np.add.at(support, (s_idx, k_idx), 1.0)
     hits = []
-    for column in ("predicted_a", "predicted_b"):
-        correct = (paired[column].astype(str) == paired["true"].astype(str)).to_numpy(float)
+    for column in columns:
+        correct = (frame[column].astype(str) == frame["true"].astype(str)).to_numpy(float)
         counts = np.zeros(shape)
         np.add.at(counts, (s_idx, k_idx), correct)
         hits.append(counts)
-    return support, hits[0], hits[1]
+    return support, hits
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values, shape (m,), in the order given.
+
+    The i-th smallest of m p-values is multiplied by m - i (i from 0), a running maximum keeps
+    the adjusted values in the same order as the raw ones, and they are capped at 1. Rejecting
+    every hypothesis whose adjusted p is below alpha controls the family-wise error rate at
+    alpha.
+    """
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * (len(p) - np.arange(len(p)))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
+def all_pairs(systems: Sequence[str]) -> list[tuple[str, str]]:
+    """Every unordered pair of `systems`, in the given order (fixed before any score is seen)."""
+    return list(combinations(systems, 2))
+
+
+def with_holm(comparisons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``mcnemar["p_holm"]`` to every comparison that has test results, adjusting over all
+    of them (comparisons carrying an ``error`` are left as they are)."""
+    tested = [c for c in comparisons if "mcnemar" in c]
+    for comparison, adjusted in zip(tested, holm([c["mcnemar"]["p_value"] for c in tested]),
+                                    strict=True):
+        comparison["mcnemar"]["p_holm"] = float(adjusted)
+    return comparisons
 
 
 def _ua(support: np.ndarray, hits: np.ndarray) -> np.ndarray:
@@ -111,13 +153,18 @@ def _ua(support: np.ndarray, hits: np.ndarray) -> np.ndarray:
     return recall.sum(axis=-1) / present.sum(axis=-1)
 
 
+def _speaker_weights(n_speakers: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_speakers) draw counts: resampling S speakers with replacement is a
+    multinomial count of how often each speaker is drawn."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_speakers, np.full(n_speakers, 1.0 / n_speakers), size=n_boot)
+
+
 def _bootstrap_from_paired(paired: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
     """Speaker bootstrap of UA(A) - UA(B) on already paired predictions."""
-    support, hits_a, hits_b = _speaker_counts(paired)
+    support, (hits_a, hits_b) = _speaker_counts(paired, ("predicted_a", "predicted_b"))
     n_speakers = support.shape[0]
-    rng = np.random.default_rng(seed)
-    # resampling S speakers with replacement = multinomial counts of how often each is drawn
-    weights = rng.multinomial(n_speakers, np.full(n_speakers, 1.0 / n_speakers), size=n_boot)
+    weights = _speaker_weights(n_speakers, n_boot, seed)
     boot_support = weights @ support
     diffs = _ua(boot_support, weights @ hits_a) - _ua(boot_support, weights @ hits_b)
     total = support.sum(axis=0)
@@ -209,6 +256,9 @@ def compare_systems(
 ) -> list[dict[str, Any]]:
     """Run ``compare_pair`` for every pair; both tests of a pair use the same utterances.
 
+    Pass `all_pairs` of the systems (or pairs fixed before the run): pairs picked after seeing
+    the scores make the p-values meaningless.
+
     Args:
         predictions: the predictions table.
         label_names: the ordered class names; true/predicted labels must be among them.
@@ -216,10 +266,42 @@ def compare_systems(
         n_boot, seed: passed to the bootstrap (the same seed for each pair).
 
     Returns:
-        one ``compare_pair`` dict per pair, in order.
+        one ``compare_pair`` dict per pair, in order; each ``mcnemar`` also has ``p_holm``,
+        its p-value Holm-adjusted over all the pairs given.
     """
     known = set(label_names)
     unknown = set(predictions["true"].astype(str)) - known
     if unknown:
         raise ValueError(f"true labels {sorted(unknown)} are not in label_names")
-    return [compare_pair(predictions, a, b, n_boot=n_boot, seed=seed) for a, b in pairs]
+    return with_holm([compare_pair(predictions, a, b, n_boot=n_boot, seed=seed)
+                      for a, b in pairs])
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+
+
+def system_interval(rows: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """95 % speaker-bootstrap intervals of one system's pooled UA and F1-micro (= accuracy).
+
+    Args:
+        rows: the system's predictions (columns ``speaker, true, predicted``), one per utterance.
+        n_boot: number of resamples; each draws as many speakers as there are, with replacement.
+        seed: seed of the numpy random generator.
+
+    Returns:
+        ``{"n_boot", "seed", "n_speakers", "ua": [low, high], "f1_micro": [low, high]}``.
+    """
+    support, (hits,) = _speaker_counts(rows, ("predicted",))
+    weights = _speaker_weights(support.shape[0], n_boot, seed)
+    boot_support, boot_hits = weights @ support, weights @ hits
+    accuracy = boot_hits.sum(axis=1) / boot_support.sum(axis=1)
+    return {"n_boot": int(n_boot), "seed": int(seed), "n_speakers": int(support.shape[0]),
+            "ua": _interval(_ua(boot_support, boot_hits)), "f1_micro": _interval(accuracy)}
+
+
+def system_intervals(predictions: pd.DataFrame, n_boot: int = 1000,
+                     seed: int = 0) -> dict[str, dict[str, Any]]:
+    """`system_interval` for every system of the predictions table, in order of appearance."""
+    return {str(system): system_interval(rows, n_boot, seed)
+            for system, rows in predictions.groupby("system", sort=False)}

@@ -125,12 +125,18 @@ def find_comparison(
     return None
 
 
+def mcnemar_p(comparison: Mapping[str, Any]) -> float:
+    """The McNemar p-value the verdict uses: Holm-adjusted over the pairs tested when the
+    comparison carries it (``p_holm``), else the raw one."""
+    return comparison["mcnemar"].get("p_holm", comparison["mcnemar"]["p_value"])
+
+
 def comparison_verdict(comparison: Mapping[str, Any]) -> str:
-    """"significant" when McNemar p < 0.05 AND the bootstrap CI excludes 0, "not significant"
-    when neither holds, otherwise "mixed (the two tests disagree)"."""
+    """"significant" when the (Holm-adjusted) McNemar p < 0.05 AND the bootstrap CI excludes 0,
+    "not significant" when neither holds, otherwise "mixed (the two tests disagree)"."""
     boot = comparison["bootstrap"]
     ci_excludes_zero = boot["ci_low"] > 0 or boot["ci_high"] < 0
-    p_small = comparison["mcnemar"]["p_value"] < ALPHA
+    p_small = mcnemar_p(comparison) < ALPHA
     if ci_excludes_zero and p_small:
         return "significant"
     if not ci_excludes_zero and not p_small:
@@ -150,7 +156,9 @@ def significance_phrase(
         return f"the paired tests could not be run ({comparison['error']})"
     boot = comparison["bootstrap"]
     low, high = sorted((sign * boot["ci_low"], sign * boot["ci_high"]))
-    evidence = (f"McNemar p = {comparison['mcnemar']['p_value']:.3g} on accuracy; 95% "
+    holm = comparison["mcnemar"].get("p_holm")
+    adjusted = "" if holm is None else f" (Holm-adjusted over all pairs tested: {holm:.3g})"
+    evidence = (f"McNemar p = {comparison['mcnemar']['p_value']:.3g} on accuracy{adjusted}; 95% "
                 f"speaker-bootstrap CI of the UA difference [{_pp(low)}, {_pp(high)}], "
                 f"{boot['n_speakers']} speakers")
     return f"{comparison_verdict(comparison)} ({evidence})"

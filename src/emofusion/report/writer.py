@@ -29,8 +29,13 @@ import pandas as pd
 import yaml
 
 from emofusion.evaluation.metrics import compute_metrics, summary_table
-from emofusion.evaluation.significance import compare_systems
-from emofusion.report.interpretation import comparison_verdict, interpret, ranked_systems
+from emofusion.evaluation.significance import (
+    all_pairs,
+    compare_systems,
+    system_intervals,
+    with_holm,
+)
+from emofusion.report.interpretation import comparison_verdict, interpret
 from emofusion.report.plots import plot_file_name, write_plots
 
 PLOTS_DIR = "plots"
@@ -134,6 +139,10 @@ class Numbers:
     def p(self, value: float) -> str:
         return f"{value:.3g}{self.mark}"
 
+    def interval(self, bounds: Sequence[float]) -> str:
+        """'[52.1, 60.3]' in percent."""
+        return f"[{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]{self.mark}"
+
 
 def _humanize(key: str) -> str:
     text = str(key).replace("_", " ")
@@ -168,20 +177,6 @@ def _is_scalar(value: Any) -> bool:
     return not isinstance(value, (Mapping, list, tuple, set))
 
 
-def default_pairs(
-    metrics: Mapping[str, Any], system_kinds: Mapping[str, str]
-) -> list[tuple[str, str]]:
-    """Each fusion system vs the best unimodal (pooled UA), then best vs second unimodal."""
-    unimodal = ranked_systems(metrics, system_kinds, "unimodal")
-    if not unimodal:
-        return []
-    fusion = [s for s in metrics["systems"] if system_kinds.get(s) == "fusion"]
-    pairs = [(f, unimodal[0]) for f in fusion]
-    if len(unimodal) > 1:
-        pairs.append((unimodal[0], unimodal[1]))
-    return pairs
-
-
 def run_comparisons(
     predictions: pd.DataFrame,
     label_names: Sequence[str],
@@ -189,14 +184,15 @@ def run_comparisons(
     n_boot: int,
     seed: int,
 ) -> list[dict[str, Any]]:
-    """``compare_systems`` per pair; a pair that cannot be compared gets an ``error`` entry."""
+    """``compare_systems`` per pair, McNemar p-values Holm-adjusted over every pair compared;
+    a pair that cannot be compared gets an ``error`` entry."""
     results = []
     for a, b in pairs:
         try:
             results += compare_systems(predictions, label_names, [(a, b)], n_boot, seed)
         except ValueError as exc:
             results.append({"system_a": a, "system_b": b, "error": str(exc)})
-    return results
+    return with_holm(results)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -224,15 +220,20 @@ def _summary_blocks(
 ) -> list[Block]:
     table = summary_table(metrics)
     metric_columns = [c for c in table.columns if c not in ("folds", "n")]
-    header = ["System", "Kind", *[_humanize(str(c)) for c in table.columns]]
+    header = ["System", "Kind", *[_humanize(str(c)) for c in table.columns],
+              "UA 95% CI", "F1-micro 95% CI"]
     rows = []
     for system, row in table.iterrows():
         cells = [str(row[c]) + (fmt.mark if c in metric_columns else "") for c in table.columns]
+        intervals = metrics["systems"][system].get("speaker_bootstrap")
+        cells += [fmt.interval(intervals[key]) if intervals else "" for key in ("ua", "f1_micro")]
         rows.append([str(system), system_kinds.get(str(system), "?"), *cells])
     return [
         Para("Metrics in percent. *mean ± std* is over outer folds (sample std, ddof = 1); "
              "*pooled* is computed once over all test predictions. F1-micro = accuracy = WA; "
-             "UA = balanced accuracy (mean per-class recall)."),
+             "UA = balanced accuracy (mean per-class recall). *95% CI*: percentile interval of "
+             "the pooled value over speaker-bootstrap resamples (speakers drawn with "
+             "replacement)."),
         Table(header, rows),
         Image(f"{PLOTS_DIR}/{plot_file_name('ua_bars')}", "UA per system"),
     ]
@@ -286,14 +287,14 @@ def _figure_blocks(
 def _comparison_row(comparison: Mapping[str, Any], fmt: Numbers) -> list[str]:
     a, b = comparison["system_a"], comparison["system_b"]
     if "error" in comparison:
-        return [a, b, *[""] * 8, f"not compared: {comparison['error']}"]
+        return [a, b, *[""] * 9, f"not compared: {comparison['error']}"]
     boot, mc = comparison["bootstrap"], comparison["mcnemar"]
     return [
         a, b, str(comparison["n_utterances"]), str(comparison["n_speakers"]),
         fmt.pct(comparison["ua_a"]), fmt.pct(comparison["ua_b"]), fmt.pp(comparison["ua_diff"]),
         f"[{fmt.pp(boot['ci_low'])}, {fmt.pp(boot['ci_high'])}]",
         fmt.dec(boot["share_diff_le_0"]), f"{mc['b']} / {mc['c']}, p = {fmt.p(mc['p_value'])}",
-        comparison_verdict(comparison),
+        fmt.p(mc["p_holm"]), comparison_verdict(comparison),
     ]
 
 
@@ -303,14 +304,17 @@ def _significance_blocks(
     if not comparisons:
         return [Para("No pairs to compare.")]
     header = ["A", "B", "Utterances", "Speakers", "UA A %", "UA B %", "ΔUA (A−B)",
-              "95% CI of ΔUA", "Share Δ≤0", "McNemar b / c, p", "Verdict"]
+              "95% CI of ΔUA", "Share Δ≤0", "McNemar b / c, p", "Holm p", "Verdict"]
+    n_tested = sum("mcnemar" in c for c in comparisons)
     return [
-        Para("Both tests use the SAME utterances (the two systems' predictions inner-joined on "
+        Para("Every pair of systems is tested (pairs are not picked by their scores). Both "
+             "tests use the SAME utterances (the two systems' predictions inner-joined on "
              "utterance_id). **McNemar** (exact binomial): b = utterances only A gets right, "
-             "c = only B; it tests accuracy and treats utterances as independent. "
+             "c = only B; it tests accuracy and treats utterances as independent; *Holm p* is "
+             f"its p-value Holm-Bonferroni adjusted over the {n_tested} pairs tested. "
              f"**Speaker bootstrap** ({n_boot} resamples): speakers, the unit of independence, "
-             "are resampled with replacement and UA is recomputed. *Significant* = p < 0.05 "
-             "and the CI excludes 0."),
+             "are resampled with replacement and UA is recomputed. *Significant* = Holm p < "
+             "0.05 and the CI excludes 0."),
         Table(header, [_comparison_row(c, fmt) for c in comparisons]),
     ]
 
@@ -566,9 +570,10 @@ def write_report(
             ``transcript_overlap``, ...); any keys are rendered generically.
         dropped: dropped utterances, each ``{utterance_id, path, reason, fix}``.
         warnings: problems that invalidate the numbers; non-empty → loud banner and marks.
-        comparisons_pairs: ``(system_a, system_b)`` pairs to test; None → each fusion system
-            vs the best unimodal system (pooled UA), plus best vs second-best unimodal.
-        n_boot, seed: speaker-bootstrap settings.
+        comparisons_pairs: ``(system_a, system_b)`` pairs to test, fixed before the run; None →
+            every pair of systems. McNemar p-values are Holm-adjusted over the pairs tested.
+        n_boot, seed: speaker-bootstrap settings (pair differences and each system's
+            ``speaker_bootstrap`` 95% intervals of pooled UA and F1-micro).
         title: the report title.
         jobs: local processes drawing the figures.
         provenance: what produced the run (versions, git commit, data hash), stored as is.
@@ -580,12 +585,15 @@ def write_report(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = compute_metrics(predictions, label_names)
-    pairs = default_pairs(metrics, system_kinds) if comparisons_pairs is None else comparisons_pairs
+    for system, intervals in system_intervals(predictions, n_boot, seed).items():
+        metrics["systems"][system]["speaker_bootstrap"] = intervals
+    pairs = all_pairs(list(metrics["systems"])) if comparisons_pairs is None else comparisons_pairs
     comparisons = run_comparisons(predictions, label_names, pairs, n_boot, seed)
     written = write_plots(metrics, predictions, label_names, run_dir / PLOTS_DIR, system_kinds,
                           jobs)
     dropped_records = [to_jsonable(d) for d in dropped]
-    result = to_jsonable({**metrics, "comparisons": comparisons, "dropped": dropped_records,
+    result = to_jsonable({"protocol": config.get("protocol", "speaker_independent"), **metrics,
+                          "comparisons": comparisons, "dropped": dropped_records,
                           "warnings": list(warnings), "audit": audit,
                           **({"provenance": provenance} if provenance else {})})
     with open(run_dir / "metrics.json", "w", encoding="utf-8") as handle:
