@@ -30,11 +30,12 @@ POOLING_CHOICES = (*POOLING_NAMES, "auto")
 MULTICLASS_SCORERS = (
     "balanced_accuracy", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
     "precision_micro", "precision_weighted", "recall_macro", "recall_micro", "recall_weighted",
-    "jaccard_macro", "jaccard_micro", "jaccard_weighted", "matthews_corrcoef", "neg_log_loss",
-    "roc_auc_ovr", "roc_auc_ovo", "roc_auc_ovr_weighted", "roc_auc_ovo_weighted",
+    "jaccard_macro", "jaccard_micro", "jaccard_weighted", "matthews_corrcoef",
 )
-"""scikit-learn scorer names that work for several classes (the binary-only `f1`, `roc_auc`,
-regression and clustering scorers would fail or mean nothing on emotion classes)."""
+"""scikit-learn scorer names for the inner search: scores of predicted classes that work for
+several classes. Binary-only (`f1`, `roc_auc`), regression and clustering scorers fail or mean
+nothing on emotion classes; probability scorers (`neg_log_loss`, `roc_auc_ovr`) are undefined on
+an inner fold whose held-out speakers lack a class, which speaker-grouped folds often have."""
 
 
 class RunConfig(BaseModel):

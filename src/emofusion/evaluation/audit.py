@@ -43,8 +43,9 @@ def fitted_steps(config, model_input: str) -> list[str]:
     steps = [
         "StandardScaler / resampler / classifier: inside one pipeline, refitted on the training "
         "part of every inner split and finally on the outer fold's training speakers only",
-        f"hyper-parameter search: GridSearchCV over {config.inner_folds} speaker-grouped inner "
-        "folds of the training speakers (scoring: " + config.scoring + ")",
+        f"hyper-parameter search: GridSearchCV, or the model's own search (the LDA shrinkage), "
+        f"over {config.inner_folds} speaker-grouped inner folds of the training speakers "
+        f"(scoring: {config.scoring})",
         "stacking meta-learner: trained on out-of-fold probabilities of the training speakers "
         "(speaker-grouped inner folds), applied once to the test fold",
         "late fusion: no fitted parameters (late_mean averages the unimodal models' "

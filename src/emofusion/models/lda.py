@@ -21,6 +21,7 @@ import numpy as np
 from scipy import linalg
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics import get_scorer
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -150,10 +151,12 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
 
     Args:
         shrinkage: ``"auto"`` (Ledoit-Wolf), a float in [0, 1], or ``"cv"``: choose among
-            `shrinkage_grid` by cross-validated balanced accuracy over folds of whole `groups`
+            `shrinkage_grid` by the cross-validated `scoring` over folds of whole `groups`
             (speakers) passed to `fit`, stratified folds when no groups are given.
         shrinkage_grid: candidates for ``"cv"`` (``"auto"`` allowed).
         cv: number of inner folds for ``"cv"``.
+        scoring: scikit-learn scorer name ranking the ``"cv"`` candidates (the nested search's
+            `scoring`); the default, balanced accuracy, is computed without sklearn's checks.
         class_weight: ``None`` (class frequencies as priors), ``"balanced"`` (equal priors) or
             a dict ``{class: weight}`` multiplying each class's frequency.
 
@@ -161,8 +164,8 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
         shrinkage_: the intensity used by the final model.
         best_params_: ``{"shrinkage": value}`` chosen by ``"cv"``; a clone with these parameters
             reproduces the final model without searching again.
-        cv_scores_: mean inner balanced accuracy per candidate (``"cv"`` only).
-        best_score_: the chosen candidate's mean inner balanced accuracy (``"cv"`` only).
+        cv_scores_: mean inner `scoring` per candidate (``"cv"`` only).
+        best_score_: the chosen candidate's mean inner `scoring` (``"cv"`` only).
         oof_proba_: (n, n_classes) probabilities of each training row from the inner fold that
             held it out, at the chosen shrinkage (``"cv"`` only): what refitting a frozen clone
             on those folds gives (to single precision), so stacking reuses them (see
@@ -170,11 +173,13 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
         cv_held_out_: the held-out row indices of each inner fold (``"cv"`` only).
     """
 
-    def __init__(self, shrinkage="auto", shrinkage_grid=DEFAULT_GRID, cv=3, class_weight=None):
+    def __init__(self, shrinkage="auto", shrinkage_grid=DEFAULT_GRID, cv=3, class_weight=None,
+                 scoring="balanced_accuracy"):
         self.shrinkage = shrinkage
         self.shrinkage_grid = shrinkage_grid
         self.cv = cv
         self.class_weight = class_weight
+        self.scoring = scoring
 
     def fit(self, X, y, groups=None):
         """Fit on X (n, d) float and labels y (n,); `groups` (n,) are speakers for ``"cv"``."""
@@ -219,6 +224,7 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
         return float(value)
 
     def _choose(self, X, squared, codes, stats, folds, weights):
+        scorer = None if self.scoring == "balanced_accuracy" else get_scorer(self.scoring)
         scores = np.zeros(len(self.shrinkage_grid))
         held_out_scores = np.zeros((len(self.shrinkage_grid), len(X), len(self.classes_)))
         for (train_stats, _), (train, held_out) in zip(stats, folds, strict=True):
@@ -229,14 +235,27 @@ class ShrinkageLDA(ClassifierMixin, BaseEstimator):
                 intensity = self._intensity(candidate, scatter, X, squared, codes, train)
                 coef, intercept = scatter.discriminant(intensity, priors)
                 held_out_scores[i, held_out] = X_held_out @ coef.T + intercept
-                predicted = np.argmax(held_out_scores[i, held_out], axis=1)
-                scores[i] += balanced_accuracy(codes[held_out], predicted, len(self.classes_)) / len(folds)
+                scores[i] += self._candidate_score(scorer, X_held_out, codes[held_out],
+                                                   held_out_scores[i, held_out], coef,
+                                                   intercept) / len(folds)
         self.cv_scores_ = dict(zip(map(str, self.shrinkage_grid), scores.round(4), strict=True))
         best = int(np.argmax(scores))
         self.best_score_ = float(scores[best])
         self.oof_proba_ = softmax(held_out_scores[best], axis=1)
         self.cv_held_out_ = [held_out for _, held_out in folds]
         return self.shrinkage_grid[best]
+
+    def _candidate_score(self, scorer, X: np.ndarray, codes: np.ndarray, class_scores: np.ndarray,
+                         coef: np.ndarray, intercept: np.ndarray) -> float:
+        """One candidate's `scoring` on held-out rows X (m, d) with class codes (m,), given its
+        class scores (m, K) and discriminant; `scorer` None is balanced accuracy."""
+        if scorer is None:
+            return balanced_accuracy(codes, np.argmax(class_scores, axis=1), len(self.classes_))
+        candidate = ShrinkageLDA()  # a fitted view of the candidate, for the sklearn scorer
+        candidate.classes_, candidate.coef_, candidate.intercept_ = (
+            np.arange(len(self.classes_)), coef, intercept)
+        candidate.n_features_in_ = X.shape[1]
+        return float(scorer(candidate, X, codes))
 
     def _class_scores(self, X) -> np.ndarray:
         check_is_fitted(self)
