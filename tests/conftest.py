@@ -77,6 +77,28 @@ def small_demo_writer():
     return write_small_demo
 
 
+def write_meld_subset(shared_data: Path, folder: Path, rows: dict[str, int]) -> Path:
+    """The first ``rows[split]`` lines of each shared MELD CSV, copied to ``folder/corpus``
+    (never into the repository); skips the test when the CSVs are absent."""
+    import pandas as pd
+
+    source = shared_data / "meld"
+    if not all((source / f"{split}_sent_emo.csv").is_file() for split in rows):
+        pytest.skip(f"MELD CSVs not found under {source}")
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    for split, count in rows.items():
+        frame = pd.read_csv(source / f"{split}_sent_emo.csv", encoding="utf-8").head(count)
+        frame.to_csv(corpus / f"{split}_sent_emo.csv", index=False, encoding="utf-8")
+    return corpus
+
+
+@pytest.fixture(scope="session")
+def meld_subset_writer():
+    """`write_meld_subset`: (shared_data, folder, {split: rows}) -> corpus folder."""
+    return write_meld_subset
+
+
 @pytest.fixture(scope="session")
 def demo_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Course-layout demo data (360 utterances, 10 speakers) with the five planted bad files."""

@@ -58,17 +58,11 @@ def ravdess_features(shared_data: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def meld_features(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def meld_features(shared_data: Path, tmp_path_factory: pytest.TempPathFactory,
+                  meld_subset_writer) -> Path:
     pytest.importorskip("sentence_transformers")
-    source = shared_data / "meld"
-    if not all((source / f"{split}_sent_emo.csv").is_file() for split in MELD_ROWS):
-        pytest.skip(f"MELD CSVs not found under {source}")
     root = tmp_path_factory.mktemp("meld")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for split, rows in MELD_ROWS.items():
-        frame = pd.read_csv(source / f"{split}_sent_emo.csv", encoding="utf-8").head(rows)
-        frame.to_csv(corpus / f"{split}_sent_emo.csv", index=False, encoding="utf-8")
+    corpus = meld_subset_writer(shared_data, root, MELD_ROWS)
     out = root / "features"
     assert main(["extract", str(corpus), "--corpus", "meld", "--modalities", "text",
                  "--out", str(out)]) == 0

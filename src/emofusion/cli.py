@@ -28,6 +28,22 @@ def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
     return pairs
 
 
+def _extractor_params(names: list[str], settings: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``{extractor: params}`` for `names` from ``--param EXTRACTOR.PARAMETER=VALUE`` settings;
+    values are read as YAML scalars (``10`` is a number, a path stays a string)."""
+    import yaml
+
+    params: dict[str, dict[str, Any]] = {name: {} for name in names}
+    for key, value in _key_values(settings, "--param").items():
+        extractor, _, parameter = key.partition(".")
+        if extractor not in params or not parameter:
+            raise ConfigError(f"--param {key}={value}: expected EXTRACTOR.PARAMETER=VALUE for an "
+                              f"extractor of --modalities ({', '.join(params)}), e.g. "
+                              "hf_audio.model=/models/wav2vec2-base")
+        params[extractor][parameter] = yaml.safe_load(value)
+    return params
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", type=Path, help="dataset.csv (course layout or generic manifest)")
     parser.add_argument("--config", type=Path, help="YAML run config; options given here win")
@@ -179,9 +195,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
     extractors: list[str] = []
     for item in args.modalities.split(","):
         extractors += MODALITY_GROUPS.get(item.strip(), [item.strip()])
-    csv = extract_corpus(corpus.table, list(corpus.label_names), args.out, extractors,
-                         jobs=args.jobs, on_bad=args.on_bad_file, corpus=corpus.description,
-                         device=args.device)
+    csv = extract_corpus(corpus.table, list(corpus.label_names), args.out,
+                         _extractor_params(extractors, args.param), jobs=args.jobs,
+                         on_bad=args.on_bad_file, corpus=corpus.description, device=args.device)
     split = " --split official" if "split" in corpus.table.columns else ""
     console.print(f"features written; next: emofusion run {csv} --out runs/{args.corpus}{split}")
     return 0
@@ -262,6 +278,9 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
                          help="where PyTorch extractors (hf_audio, hf_text, minilm) run; "
                               "auto = CUDA when available")
+    extract.add_argument("--param", nargs="+", metavar="EXTRACTOR.PARAMETER=VALUE",
+                         help="extractor parameters, e.g. hf_audio.model=/models/wav2vec2-base "
+                              "hf_audio.chunk_seconds=10 (see docs/extractors.md)")
     extract.set_defaults(func=cmd_extract)
     return parser
 

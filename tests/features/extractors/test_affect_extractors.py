@@ -67,15 +67,8 @@ def test_batch_matches_single_items_and_empty_transcripts_fail(vader):
 MELD_ROWS = {"train": 200, "dev": 20, "test": 60}
 
 
-def test_vader_on_the_real_meld_csvs(shared_data: Path, tmp_path: Path) -> None:
-    source = shared_data / "meld"
-    if not all((source / f"{split}_sent_emo.csv").is_file() for split in MELD_ROWS):
-        pytest.skip(f"MELD CSVs not found under {source}")
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for split, rows in MELD_ROWS.items():
-        frame = pd.read_csv(source / f"{split}_sent_emo.csv", encoding="utf-8").head(rows)
-        frame.to_csv(corpus / f"{split}_sent_emo.csv", index=False, encoding="utf-8")
+def test_vader_on_the_real_meld_csvs(shared_data: Path, tmp_path: Path, meld_subset_writer) -> None:
+    corpus = meld_subset_writer(shared_data, tmp_path, MELD_ROWS)
     out = tmp_path / "features"
     assert main(["extract", str(corpus), "--corpus", "meld", "--modalities", "vader",
                  "--out", str(out)]) == 0

@@ -92,41 +92,40 @@ def test_every_layer_is_pooled_to_mean_and_std(checkpoints, wavs, family):
     assert not np.allclose(features[0], features[-1])  # layers differ
 
 
-def test_pooling_matches_the_encoders_own_hidden_states(checkpoints, wavs):
-    extractor = build_extractor("hf_audio", {"model": checkpoints["wav2vec2"]})
-    features = extractor({"audio_path": wavs["short"]})
+def _reference_frames(folder: str, wav: str) -> tuple[np.ndarray, int]:
+    """The encoder's own hidden states ``(L, T, d)`` for the whole file, and its sample count."""
     from emofusion.features.extractors.audio import load_audio
 
-    signal = load_audio(wavs["short"], 16000)
-    model = transformers.AutoModel.from_pretrained(checkpoints["wav2vec2"]).eval()
-    processor = transformers.AutoFeatureExtractor.from_pretrained(checkpoints["wav2vec2"])
+    signal = load_audio(wav, 16000)
+    model = transformers.AutoModel.from_pretrained(folder).eval()
+    encoder = model.get_encoder() if model.config.is_encoder_decoder else model
+    inputs = transformers.AutoFeatureExtractor.from_pretrained(folder)(
+        signal, sampling_rate=16000, return_tensors="pt")
     with torch.inference_mode():
-        hidden = model(**processor(signal, sampling_rate=16000, return_tensors="pt"),
-                       output_hidden_states=True).hidden_states
-    frames = torch.stack(hidden)[:, 0].numpy()  # (L, T, d)
-    expected = np.concatenate([frames.mean(axis=1), frames.std(axis=1)], axis=1)
-    assert np.allclose(features, expected, atol=1e-5)
+        hidden = encoder(**inputs, output_hidden_states=True).hidden_states
+    return torch.stack(hidden)[:, 0].numpy(), len(signal)
+
+
+def _mean_std(frames: np.ndarray) -> np.ndarray:
+    return np.concatenate([frames.mean(axis=1), frames.std(axis=1)], axis=1)
+
+
+def test_pooling_matches_the_encoders_own_hidden_states(checkpoints, wavs):
+    features = build_extractor("hf_audio", {"model": checkpoints["wav2vec2"]})(
+        {"audio_path": wavs["short"]})
+    frames, _ = _reference_frames(checkpoints["wav2vec2"], wavs["short"])
+    assert np.allclose(features, _mean_std(frames), atol=1e-5)
 
 
 def test_whisper_pools_only_the_frames_covering_the_audio(checkpoints, wavs):
-    extractor = build_extractor("hf_audio", {"model": checkpoints["whisper"]})
-    features = extractor({"audio_path": wavs["short"]})
-    from emofusion.features.extractors.audio import load_audio
-
-    signal = load_audio(wavs["short"], 16000)
-    model = transformers.AutoModel.from_pretrained(checkpoints["whisper"]).eval()
-    processor = transformers.AutoFeatureExtractor.from_pretrained(checkpoints["whisper"])
-    with torch.inference_mode():
-        hidden = model.get_encoder()(**processor(signal, sampling_rate=16000, return_tensors="pt"),
-                                     output_hidden_states=True).hidden_states
-    frames = torch.stack(hidden)[:, 0].numpy()  # (L, 1500, d): 30 s window, 20 ms frames
-    audio_frames = math.ceil(1500 * len(signal) / processor.n_samples)
+    features = build_extractor("hf_audio", {"model": checkpoints["whisper"]})(
+        {"audio_path": wavs["short"]})
+    frames, n_samples = _reference_frames(checkpoints["whisper"], wavs["short"])
+    assert frames.shape[1] == 1500  # the 30 s window, 20 ms frames
+    audio_frames = math.ceil(1500 * n_samples / (30 * 16000))
     assert audio_frames == 75  # 1.5 s
-    kept = frames[:, :audio_frames]
-    expected = np.concatenate([kept.mean(axis=1), kept.std(axis=1)], axis=1)
-    assert np.allclose(features, expected, atol=1e-5)
-    whole_window = np.concatenate([frames.mean(axis=1), frames.std(axis=1)], axis=1)
-    assert not np.allclose(features, whole_window, atol=1e-3)
+    assert np.allclose(features, _mean_std(frames[:, :audio_frames]), atol=1e-5)
+    assert not np.allclose(features, _mean_std(frames), atol=1e-3)
 
 
 def test_chunked_long_file_is_close_to_unchunked_and_short_files_are_not_cut(checkpoints, wavs):
@@ -226,3 +225,25 @@ def test_device_reaches_the_in_process_extractor(checkpoints, wavs, tmp_path):
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         extract_corpus(_table([wavs["short"]]), ["a"], tmp_path, spec, jobs=1, progress=False,
                        device="cuda")
+
+
+def test_cli_passes_extractor_parameters_and_refuses_unknown_ones(checkpoints, wavs, tmp_path,
+                                                                  capsys):
+    from emofusion.cli import main
+
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"utterance_id": ["a1", "a2", "b1", "b2"], "speaker": ["A", "A", "B", "B"],
+                  "label": ["angry", "happy", "angry", "happy"],
+                  "audio_path": [wavs["short"], wavs["long"], wavs["long"], wavs["short"]]}
+                 ).to_csv(manifest, index=False)
+    out = tmp_path / "features"
+    assert main(["extract", str(manifest), "--corpus", "manifest", "--modalities", "hf_audio",
+                 "--param", f"hf_audio.model={checkpoints['hubert']}", "hf_audio.chunk_seconds=4",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    entry = json.loads((out / "features.json").read_text())["modalities"]["hf_audio"]
+    assert entry["params"] == {"model": checkpoints["hubert"], "chunk_seconds": 4.0}
+    assert entry["layers"] == LAYERS + 1
+    capsys.readouterr()
+    assert main(["extract", str(manifest), "--corpus", "manifest", "--modalities", "hf_audio",
+                 "--param", "logmel.n_mels=40", "--out", str(out)]) == 2
+    assert "EXTRACTOR.PARAMETER=VALUE" in capsys.readouterr().err

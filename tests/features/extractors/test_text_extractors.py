@@ -86,6 +86,16 @@ def test_hf_text_params_round_trip_and_errors(tiny_bert, tmp_path):
         build_extractor("hf_text", {"path": tiny_bert, "pooling": "max"})
 
 
+@pytest.mark.parametrize("name", ["minilm", "hf_text"])
+def test_device_is_a_speed_setting_checked_up_front(tiny_bert, name):
+    params = {"path": tiny_bert} if name == "hf_text" else {}
+    extractor = build_extractor(name, {**params, "device": "auto", "batch_size": 8})
+    assert "device" not in extractor.params()  # not recorded: the same features on any device
+    assert extractor.settings() == {**extractor.params(), "device": "auto", "batch_size": 8}
+    with pytest.raises(ConfigError, match="device='gpu' must be one of cpu, cuda, auto"):
+        build_extractor(name, {**params, "device": "gpu"})
+
+
 def test_driver_embeds_transcripts_in_batches(minilm, tmp_path):
     import pandas as pd
 
