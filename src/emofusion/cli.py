@@ -54,6 +54,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pooling", nargs="+", metavar="MODALITY=METHOD",
                         help="pooling per modality: mean | max | std | stats")
     parser.add_argument("--scaling", choices=["standard", "speaker", "speaker_strict", "none"])
+    parser.add_argument("--protocol", choices=["speaker_independent", "speaker_adaptive"],
+                        help="speaker_adaptive: each speaker normalised with its own unlabelled "
+                             "utterances, test speakers included (default speaker_independent)")
+    parser.add_argument("--text-model", help="model of the transcript system (default tfidf)")
+    parser.add_argument("--transcripts", choices=["auto", "on", "off"],
+                        help="transcript system beside the features (auto: when transcripts vary)")
     parser.add_argument("--imbalance", choices=["none", "class_weight", "oversample", "smote"])
     parser.add_argument("--on-bad-file", choices=["fail", "skip"])
     parser.add_argument("--jobs", type=int, help="parallel outer folds (default 2)")
@@ -65,7 +71,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
-    names = ("dataset", "features_root", "split", "model", "modalities", "scaling", "imbalance",
+    names = ("dataset", "features_root", "split", "model", "modalities", "scaling", "protocol",
+             "text_model", "transcripts", "imbalance",
              "on_bad_file", "jobs", "backend", "dask_scheduler", "seed", "cache_dir", "use_cache",
              "systems")
     values = {n: getattr(args, n, None) for n in names}
@@ -143,19 +150,38 @@ def _single_inputs(args: argparse.Namespace, model) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _print_adaptation(table) -> None:
+    """Say how a speaker-adaptive model adapted to each utterance's speaker."""
+    from emofusion.inference import MIN_ADAPTATION_UTTERANCES
+
+    if "adaptation" not in table.columns:
+        return
+    counts = table["adaptation"].value_counts()
+    console.print("speaker-adaptive model, statistics per utterance: " + ", ".join(
+        f"{source} {n}" for source, n in counts.items()))
+    if "training average" in counts:
+        console.print(f"{counts['training average']} utterance(s) had no enrolment and fewer than "
+                      f"{MIN_ADAPTATION_UTTERANCES} utterances of their speaker: normalised with the training speakers' "
+                      "average (give more utterances per speaker or --enrol CSV)", style="yellow")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from emofusion.inference import predict_arrays, predict_dataset
+    from emofusion.inference import predict_arrays, predict_dataset, read_enrolment
     from emofusion.models.saved import load_model
 
     model = load_model(args.model, trust=args.trust)
+    enrolment = read_enrolment(model, args.enrol, args.features_root) if args.enrol else None
     if args.data:
-        table, skipped = predict_dataset(model, args.data, args.features_root, args.on_bad_file)
+        table, skipped = predict_dataset(model, args.data, args.features_root, args.on_bad_file,
+                                         enrolment)
         for problem in skipped:
             console.print(f"skipped {problem.describe()}", style="yellow", markup=False)
     elif args.npy or args.wav or args.text or args.video:
-        table = predict_arrays(model, _single_inputs(args, model))
+        table = predict_arrays(model, _single_inputs(args, model), speaker=args.speaker or "",
+                               enrolment=enrolment)
     else:
         raise ConfigError("give a dataset CSV, or --npy MODALITY=FILE, or --wav/--text/--video")
+    _print_adaptation(table)
     if args.out:
         table.to_csv(args.out, index=False)
         console.print(f"wrote {len(table)} predictions to {args.out}")
@@ -246,6 +272,9 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, help="CSV to write (default: stdout)")
     predict.add_argument("--on-bad-file", choices=["fail", "skip"], default="fail")
     predict.add_argument("--trust", action="store_true", help="load unknown types in the model file")
+    predict.add_argument("--enrol", type=Path, metavar="CSV",
+                         help="speaker-adaptive models: unlabelled utterances per speaker to adapt to")
+    predict.add_argument("--speaker", help="speaker of a single --npy/--wav utterance (with --enrol)")
     predict.set_defaults(func=cmd_predict)
 
     serve = sub.add_parser("serve", help="REST service and web page for a saved model")

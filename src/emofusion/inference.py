@@ -157,21 +157,17 @@ def _probability_table(model: SavedModel, ids, X) -> pd.DataFrame:
     return table
 
 
-def predict_dataset(model: SavedModel, csv_path: Path, features_root: Path | None = None,
-                    on_bad_file: str = "fail") -> tuple[pd.DataFrame, list[Problem]]:
-    """Predict every utterance of a dataset CSV.
-
-    Returns:
-        (table with ``utterance_id, predicted, proba_<label>...``, skipped problems).
-    """
+def _read_frames(model: SavedModel, csv_path: Path, features_root: Path | None,
+                 on_bad_file: str, modalities: list[str]):
+    """(ids, speakers, modality -> frames per kept utterance, problems) of a dataset CSV."""
     manifest = load_manifest(csv_path, features_root, tuple(model.card.label_names),
                              require_labels=False)
-    missing = [m for m in model.card.modalities if m not in manifest.modalities and m != TRANSCRIPT]
+    missing = [m for m in modalities if m not in manifest.modalities and m != TRANSCRIPT]
     if missing:
         raise ConfigError(f"{csv_path} has no column for modalities {missing} that the model needs "
                           f"(columns '<modality>_features'; model expects {model.card.modalities})")
     frames, problems = {}, []
-    for modality in model.card.modalities:
+    for modality in modalities:
         if modality == TRANSCRIPT:
             frames[modality] = transcript_texts(manifest.table, str(csv_path)).tolist()
             continue
@@ -183,13 +179,51 @@ def predict_dataset(model: SavedModel, csv_path: Path, features_root: Path | Non
     bad = {p.utterance_id for p in problems}
     keep = [i for i, uid in enumerate(manifest.ids) if uid not in bad]
     frames = {m: [f[i] for i in keep] for m, f in frames.items()}
-    X = model_inputs(model, frames, manifest.speakers[keep])
-    return _probability_table(model, manifest.ids[keep], X), problems
+    return manifest.ids[keep], manifest.speakers[keep], frames, problems
 
 
-def predict_arrays(model: SavedModel, arrays: dict[str, np.ndarray],
-                   utterance_id: str = "input") -> pd.DataFrame:
-    """Predict one utterance from one (T, d) or (d,) array per modality."""
+def read_enrolment(model: SavedModel, csv_path: Path, features_root: Path | None = None,
+                   ) -> dict[str, dict[str, list[np.ndarray]]]:
+    """Unlabelled utterances per speaker (a dataset CSV, labels optional) to adapt a
+    speaker-adaptive model to those speakers: speaker -> modality -> (T, d) arrays."""
+    if model.card.scaling != "speaker":
+        raise ConfigError("an enrolment file adapts speaker-adaptive models only; this model was "
+                          f"trained with scaling '{model.card.scaling}' "
+                          f"(protocol {model.card.protocol})")
+    pooled = [m for m in model.card.modalities if m != TRANSCRIPT]
+    _, speakers, frames, _ = _read_frames(model, csv_path, features_root, "fail", pooled)
+    return {str(s): {m: [f[i] for i in np.flatnonzero(speakers == s)] for m, f in frames.items()}
+            for s in np.unique(speakers)}
+
+
+def predict_dataset(model: SavedModel, csv_path: Path, features_root: Path | None = None,
+                    on_bad_file: str = "fail", enrolment: dict | None = None,
+                    ) -> tuple[pd.DataFrame, list[Problem]]:
+    """Predict every utterance of a dataset CSV.
+
+    A speaker-adaptive model normalises each speaker with `enrolment` utterances
+    (`read_enrolment`), else with that speaker's own rows in the CSV when there are at least
+    MIN_ADAPTATION_UTTERANCES, else with the training speakers' average; the column
+    ``adaptation`` says which.
+
+    Returns:
+        (table with ``utterance_id, predicted, proba_<label>...[, adaptation]``, skipped problems).
+    """
+    ids, speakers, frames, problems = _read_frames(model, csv_path, features_root, on_bad_file,
+                                                   list(model.card.modalities))
+    X = model_inputs(model, frames, speakers, enrolment)
+    table = _probability_table(model, ids, X)
+    sources = adaptation_sources(model.card, speakers, set(enrolment or {}))
+    if sources:
+        table["adaptation"] = [sources[str(s)] for s in speakers]
+    return table, problems
+
+
+def predict_arrays(model: SavedModel, arrays: dict[str, np.ndarray], utterance_id: str = "input",
+                   speaker: str = "", enrolment: dict | None = None) -> pd.DataFrame:
+    """Predict one utterance from one (T, d) or (d,) array per modality; a speaker-adaptive
+    model adapts to `speaker` through its `enrolment` utterances (`read_enrolment`), else uses
+    the training speakers' average (column ``adaptation``)."""
     missing = [m for m in model.card.modalities if m not in arrays]
     if missing:
         raise ConfigError(f"the model needs modalities {model.card.modalities}; missing {missing}")
@@ -206,5 +240,10 @@ def predict_arrays(model: SavedModel, arrays: dict[str, np.ndarray],
             raise ConfigError(f"{modality}: width {check.frames.shape[1]}, but the model expects "
                               f"{width} (features must come from the same extractor as in training)")
         frames[modality] = [check.frames]
-    return _probability_table(model, [utterance_id], model_inputs(model, frames))
+    speakers = np.array([speaker])
+    table = _probability_table(model, [utterance_id], model_inputs(model, frames, speakers, enrolment))
+    sources = adaptation_sources(model.card, speakers, set(enrolment or {}))
+    if sources:
+        table["adaptation"] = sources[speaker]
+    return table
 

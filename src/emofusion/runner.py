@@ -281,6 +281,18 @@ def _write_run_folder(run_dir: Path, config: RunConfig, predictions: pd.DataFram
     (run_dir / "folds.json").write_text(json.dumps(details, indent=1, default=str))
 
 
+PROTOCOL_TITLES = {
+    "speaker_independent": "speaker-independent (test speakers unseen, nothing fitted on them)",
+    "speaker_adaptive": "speaker-adaptive (each speaker normalised with its own unlabelled "
+                        "utterances, test speakers included)",
+}
+
+
+def report_title(config: RunConfig) -> str:
+    """The report's title: the run and its declared evaluation protocol."""
+    return f"emofusion run, {PROTOCOL_TITLES[config.protocol]}"
+
+
 def print_summary(result: RunResult, console: Console) -> None:
     """The summary table printed at the end of a run."""
     table = Table(title=f"emofusion: {result.run_dir}")
@@ -338,5 +350,5 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
         config=config.model_dump(mode="json"), audit=audit,
         dropped=[p.to_dict() for p in data.dropped], warnings=run_warnings,
         n_boot=config.n_bootstrap, seed=config.seed, jobs=local_jobs(config),
-        provenance=run_provenance)
+        provenance=run_provenance, title=report_title(config))
     return RunResult(config, config.out, predictions, metrics, audit, data.dropped, outputs)
