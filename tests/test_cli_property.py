@@ -242,6 +242,18 @@ def test_train_refuses_options_that_only_run_uses(options, clean_data, tmp_path,
     assert not (tmp_path / "m.zip").exists()
 
 
+@pytest.mark.parametrize(("command", "out"), [("run", "run"), ("train", "m.zip"),
+                                              ("predict", "p.csv")])
+def test_an_output_path_that_cannot_be_written_is_refused(command, out, clean_data, model_file,
+                                                          tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    blocked = tmp_path / "a-file" / out
+    first = [str(model_file), str(clean_data)] if command == "predict" else [str(clean_data)]
+    code, err = call_cli(capsys, [command, *first, "--out", str(blocked)])
+    assert_clean_failure(code, err, f"{blocked} (")
+    assert "choose another --out" in err
+
+
 def test_a_config_file_that_is_not_a_mapping_is_refused(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("- split: session\n")
@@ -328,6 +340,7 @@ OPTION_MISTAKES = [
     Mistake("inner_folds", "inner_folds", yaml={"inner_folds": 1}),
     Mistake("unknown key", "folds", yaml={"folds": 3}),
     Mistake("config", "cannot read config", ("--config", "/nonexistent-emofusion.yaml")),
+    Mistake("out", "choose another --out", ("--out", "{work}/a-file/out")),
     Mistake("backend", f"cannot reach the Dask scheduler at {UNREACHABLE_SCHEDULER}",
             ("--backend", "dask", "--scheduler", UNREACHABLE_SCHEDULER)),
 ]
@@ -355,8 +368,9 @@ def _command_line(command: str, csv: Path, work: Path, items: list[Mistake]) -> 
             item.damage(csv)
     out = ["--out", str(work / "out")] if command == "run" else ["--out", str(work / "m.zip")]
     argv = [command, str(csv), *out]
+    (work / "a-file").write_text("not a folder")
     for item in items:
-        argv += item.argv
+        argv += [arg.format(work=work) for arg in item.argv]
     entries = {k: v for item in items for k, v in (item.yaml or {}).items()}
     if entries and "--config" not in argv:
         (work / "run.yaml").write_text(yaml.safe_dump(entries))
@@ -414,6 +428,7 @@ PREDICT_MISTAKES = [
     Mistake("model", "not an emofusion model file",
             damage=lambda folder: (folder / "model.zip").write_bytes(b"")),
     Mistake("on_bad_file", "--on-bad-file", argv=("--on-bad-file", "ignore")),
+    Mistake("out", "choose another --out", argv=("--out", "{work}/a-file/p.csv")),
 ]
 
 
@@ -435,7 +450,9 @@ def test_predict_mistakes_end_in_one_clear_message(data, clean_data, model_file,
     for item in items:  # a --npy item replaces the good file of its modality
         for arg in item.argv[1:] if item.argv[:1] == ("--npy",) else ():
             given_npy[arg.partition("=")[0]] = arg
-    others = [a for item in items if item.argv[:1] != ("--npy",) for a in item.argv]
+    (folder / "a-file").write_text("not a folder")
+    others = [a.format(work=folder) for item in items if item.argv[:1] != ("--npy",)
+              for a in item.argv]
     argv = ["predict", str(folder / "model.zip"), *others]
     argv += ["--npy", *given_npy.values()] if given_npy else []
     code, err = call_cli(capsys, argv)

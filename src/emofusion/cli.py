@@ -183,7 +183,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ConfigError("give a dataset CSV, or --npy MODALITY=FILE, or --wav/--text/--video")
     _print_adaptation(table)
     if args.out:
-        table.to_csv(args.out, index=False)
+        try:
+            table.to_csv(args.out, index=False)
+        except OSError as exc:  # a missing folder, no permission
+            raise ConfigError(f"cannot write the predictions to {args.out} ({exc.strerror or exc}); "
+                              "choose another --out") from exc
         console.print(f"wrote {len(table)} predictions to {args.out}")
     else:
         table.to_csv(sys.stdout, index=False, float_format="%.4f")

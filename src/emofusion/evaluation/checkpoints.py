@@ -128,7 +128,11 @@ class RunFolder:
                                  "replace it, or choose another --out")
         if self.overwrite:
             self._remove_artefacts()
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # no permission, read-only or virtual file system
+            raise RunFolderError(f"cannot create the run folder {self.path} ({exc.strerror}); "
+                                 "choose another --out") from exc
         atomic_write_text(self.path / "config.yaml", config.to_yaml())
         atomic_write_text(record_path, json.dumps({**identity, "provenance": provenance},
                                                   indent=1))

@@ -107,10 +107,15 @@ def save_model(model: SavedModel, path: Path) -> Path:
     import skops.io
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("model.json", json.dumps(asdict(model.card), indent=1))
-        archive.writestr("estimator.skops", skops.io.dumps(model.estimator))
+    payload = skops.io.dumps(model.estimator)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("model.json", json.dumps(asdict(model.card), indent=1))
+            archive.writestr("estimator.skops", payload)
+    except OSError as exc:  # no permission, a folder in the way, a read-only file system
+        raise EmofusionError(f"cannot write the model file {path} ({exc.strerror or exc}); "
+                             "choose another --out") from exc
     return path
 
 
