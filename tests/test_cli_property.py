@@ -224,6 +224,14 @@ def test_predict_npy_refuses_a_modality_the_model_does_not_use(model_file, clean
                                     "'acoustic', 'lexical']")
 
 
+def test_predict_refuses_a_dataset_and_one_utterance_together(model_file, clean_data, capsys):
+    npy = f"visual={feature_file(clean_data, 'visual', 0)}"
+    code, err = call_cli(capsys, ["predict", str(model_file), str(clean_data), "--npy", npy,
+                                  "--text", "so happy"])
+    assert_clean_failure(code, err, f"give a dataset CSV ({clean_data}) or one utterance's "
+                                    "--npy/--text, not both")
+
+
 def test_unreachable_dask_scheduler_names_the_address(clean_data, tmp_path, capsys):
     code, err = call_cli(capsys, ["run", str(clean_data), "--out", str(tmp_path / "o"),
                                   "--backend", "dask", "--scheduler", UNREACHABLE_SCHEDULER])
@@ -361,16 +369,20 @@ VALID_OPTIONS = [
 ]
 
 
-def _command_line(command: str, csv: Path, work: Path, items: list[Mistake]) -> list[str]:
-    """argv for `command` with every item applied (data damage done on the copied dataset)."""
+def _applied(items: list[Mistake], csv: Path, work: Path) -> list[str]:
+    """Damage the copied dataset of `csv` as the items say; returns their arguments, in which
+    ``{work}`` is `work` (holding ``a-file``, a file where a folder would be needed)."""
     for item in sorted(items, key=lambda m: m.slot == "csv"):  # the CSV's own damage last
         if item.damage:
             item.damage(csv)
-    out = ["--out", str(work / "out")] if command == "run" else ["--out", str(work / "m.zip")]
-    argv = [command, str(csv), *out]
     (work / "a-file").write_text("not a folder")
-    for item in items:
-        argv += [arg.format(work=work) for arg in item.argv]
+    return [arg.format(work=work) for item in items for arg in item.argv]
+
+
+def _command_line(command: str, csv: Path, work: Path, items: list[Mistake]) -> list[str]:
+    """argv for `command` with every item applied (data damage done on the copied dataset)."""
+    out = ["--out", str(work / "out")] if command == "run" else ["--out", str(work / "m.zip")]
+    argv = [command, str(csv), *out, *_applied(items, csv, work)]
     entries = {k: v for item in items for k, v in (item.yaml or {}).items()}
     if entries and "--config" not in argv:
         (work / "run.yaml").write_text(yaml.safe_dump(entries))
@@ -385,7 +397,7 @@ def _draw_items(data, mistakes: list[Mistake], valid_options: list[Mistake]) -> 
     used = {m.slot for m in drawn}
     valid = [v for v in valid_options if v.slot not in used]
     extra = data.draw(st.lists(st.sampled_from(valid), max_size=3, unique_by=lambda m: m.slot),
-                      label="valid options")
+                      label="valid options") if valid else []
     return data.draw(st.permutations(drawn + extra), label="order")
 
 
@@ -458,3 +470,29 @@ def test_predict_mistakes_end_in_one_clear_message(data, clean_data, model_file,
     code, err = call_cli(capsys, argv)
     assert_clean_failure(code, err, *[m.says for m in items],
                          "give a dataset CSV, or --npy MODALITY=FILE")
+
+
+PREDICT_CSV_MISTAKES = [
+    *[m for m in DATA_MISTAKES if m.slot != "csv"],
+    *[m for m in DATA_MISTAKES if m.says in ("cannot parse the CSV", "dataset CSV not found")],
+    Mistake("features_root", "file not found", ("--features-root", "/nonexistent-emofusion")),
+    Mistake("single", "not both", ("--npy", "visual={work}/a-file")),
+    Mistake("single", "not both", ("--text", "so happy today")),
+    Mistake("model", "not an emofusion model file",
+            damage=lambda csv: (csv.parent / "model.zip").write_bytes(b"PK\x03\x04 broken")),
+    Mistake("on_bad_file", "--on-bad-file", argv=("--on-bad-file", "ignore")),
+    Mistake("out", "choose another --out", argv=("--out", "{work}/a-file/p.csv")),
+]
+
+
+@PROPERTY
+@given(data=st.data())
+def test_predicting_a_damaged_dataset_ends_in_one_clear_message(data, clean_data, model_file,
+                                                                tmp_path_factory, capsys):
+    items = _draw_items(data, PREDICT_CSV_MISTAKES, [])
+    work = tmp_path_factory.mktemp("predict-csv")
+    csv = copy_dataset(clean_data, work / "data")
+    shutil.copy(model_file, csv.parent / "model.zip")
+    argv = ["predict", str(csv.parent / "model.zip"), str(csv), *_applied(items, csv, work)]
+    code, err = call_cli(capsys, argv)
+    assert_clean_failure(code, err, *[m.says for m in items])

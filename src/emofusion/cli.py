@@ -169,6 +169,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from emofusion.inference import predict_arrays, predict_dataset, read_enrolment
     from emofusion.models.saved import load_model
 
+    single = [flag for flag in ("npy", "wav", "text", "video") if getattr(args, flag)]
+    if args.data and single:
+        raise ConfigError(f"give a dataset CSV ({args.data}) or one utterance's "
+                          f"{'/'.join('--' + flag for flag in single)}, not both")
     model = load_model(args.model, trust=args.trust)
     enrolment = read_enrolment(model, args.enrol, args.features_root) if args.enrol else None
     if args.data:
@@ -176,7 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                          enrolment)
         for problem in skipped:
             console.print(f"skipped {problem.describe()}", style="yellow", markup=False)
-    elif args.npy or args.wav or args.text or args.video:
+    elif single:
         table = predict_arrays(model, _single_inputs(args, model), speaker=args.speaker or "",
                                enrolment=enrolment)
     else:
