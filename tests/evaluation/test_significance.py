@@ -162,6 +162,24 @@ def test_every_pair_is_tested_and_holm_adjusted():
     assert single["mcnemar"]["p_holm"] == single["mcnemar"]["p_value"]
 
 
+def test_a_pair_that_cannot_be_compared_is_recorded_or_raised():
+    table = paired_table({"A": 0.8, "B": 0.5}, n_speakers=6)
+    ok, missing = compare_systems(table, LABELS, [("A", "B"), ("A", "Z")], n_boot=50,
+                                  record_errors=True)
+    assert missing == {"system_a": "A", "system_b": "Z", "error": "no predictions for system 'Z'"}
+    assert ok["mcnemar"]["p_holm"] == ok["mcnemar"]["p_value"]  # the family is what was tested
+    with pytest.raises(ValueError, match="no predictions for system 'Z'"):
+        compare_systems(table, LABELS, [("A", "B"), ("A", "Z")], n_boot=50)
+
+
+def test_all_pairs_of_eight_systems_are_fast():
+    table = paired_table({f"S{k}": 0.5 + 0.04 * k for k in range(8)}, n_speakers=60)
+    start = time.perf_counter()
+    results = compare_systems(table, LABELS, all_pairs([f"S{k}" for k in range(8)]))
+    assert time.perf_counter() - start < 5.0
+    assert len(results) == 28 and all("p_holm" in r["mcnemar"] for r in results)
+
+
 # ----------------------------------------------------------------------------- per-system CIs
 
 

@@ -225,10 +225,10 @@ def _train(csv: Path, tmp_path: Path, system: str, **options):
     from emofusion.config import build_config
     from emofusion.inference import train_model
 
-    config = build_config({"dataset": csv, "out": tmp_path / "unused", "inner_folds": 2,
-                           "cache_dir": tmp_path / "cache", **options})
     try:
-        return train_model(config, system)
+        return train_model(build_config({"dataset": csv, "out": tmp_path / "unused",
+                                         "inner_folds": 2, "cache_dir": tmp_path / "cache",
+                                         **options}), system)
     except EmofusionError as refused:  # a combination the library refuses (e.g. smote + gru)
         pytest.skip(f"not a valid combination: {refused}")
 

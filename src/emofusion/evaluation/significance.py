@@ -54,38 +54,54 @@ def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[str, A
     return {"n": int(a.size), "b": b, "c": c, "p_value": p_value}
 
 
+def _sorted_rows(frame: pd.DataFrame, system: str) -> dict[str, np.ndarray]:
+    """One system's ``PAIR_COLUMNS`` as (n,) str arrays sorted by utterance_id.
+
+    Raises:
+        ValueError: the system has no rows, or several for one utterance.
+    """
+    if frame.empty:
+        raise ValueError(f"no predictions for system '{system}'")
+    columns = {c: frame[c].to_numpy().astype(str) for c in PAIR_COLUMNS}
+    order = np.argsort(columns["utterance_id"], kind="stable")
+    columns = {c: values[order] for c, values in columns.items()}
+    ids = columns["utterance_id"]
+    if (ids[1:] == ids[:-1]).any():
+        raise ValueError(f"system {system} has several predictions for one utterance_id")
+    return columns
+
+
+def _paired_rows(rows_a: dict[str, np.ndarray], rows_b: dict[str, np.ndarray]
+                 ) -> dict[str, np.ndarray]:
+    """Two `_sorted_rows` aligned: ``utterance_id, speaker, true, predicted_a, predicted_b``."""
+    ids_a, ids_b = rows_a["utterance_id"], rows_b["utterance_id"]
+    if not np.array_equal(ids_a, ids_b):
+        raise ValueError(
+            "paired tests need both systems on the same utterances: "
+            f"{np.setdiff1d(ids_a, ids_b).size} only in A, {np.setdiff1d(ids_b, ids_a).size} "
+            "only in B")
+    for column in ("speaker", "true"):
+        if (rows_a[column] != rows_b[column]).any():
+            raise ValueError(f"the two systems disagree on '{column}' for some utterances")
+    return {"utterance_id": ids_a, "speaker": rows_a["speaker"], "true": rows_a["true"],
+            "predicted_a": rows_a["predicted"], "predicted_b": rows_b["predicted"]}
+
+
 def paired_predictions(pred_a: pd.DataFrame, pred_b: pd.DataFrame) -> pd.DataFrame:
-    """Inner-join two systems' predictions on ``utterance_id`` after checking coverage.
+    """Join two systems' predictions on ``utterance_id`` after checking coverage.
 
     Args:
         pred_a, pred_b: predictions rows of one system each (columns ``PAIR_COLUMNS``).
 
     Returns:
-        DataFrame with ``utterance_id, speaker, true, predicted_a, predicted_b``, sorted by
-        ``utterance_id``.
+        DataFrame with ``utterance_id, speaker, true, predicted_a, predicted_b`` (as str),
+        sorted by ``utterance_id``.
 
     Raises:
         ValueError: if a system repeats an utterance, the two systems do not cover exactly the
             same utterances, or they disagree on an utterance's speaker or true label.
     """
-    for name, frame in (("A", pred_a), ("B", pred_b)):
-        if frame["utterance_id"].duplicated().any():
-            raise ValueError(f"system {name} has several predictions for one utterance_id")
-    ids_a, ids_b = set(pred_a["utterance_id"]), set(pred_b["utterance_id"])
-    if ids_a != ids_b:
-        raise ValueError(
-            "paired tests need both systems on the same utterances: "
-            f"{len(ids_a - ids_b)} only in A, {len(ids_b - ids_a)} only in B"
-        )
-    left = pred_a[list(PAIR_COLUMNS)]
-    right = pred_b[list(PAIR_COLUMNS)]
-    merged = left.merge(right, on="utterance_id", suffixes=("_a", "_b"), validate="one_to_one")
-    for column in ("speaker", "true"):
-        if (merged[f"{column}_a"].astype(str) != merged[f"{column}_b"].astype(str)).any():
-            raise ValueError(f"the two systems disagree on '{column}' for some utterances")
-    merged = merged.rename(columns={"speaker_a": "speaker", "true_a": "true"})
-    columns = ["utterance_id", "speaker", "true", "predicted_a", "predicted_b"]
-    return merged[columns].sort_values("utterance_id").reset_index(drop=True)
+    return pd.DataFrame(_paired_rows(_sorted_rows(pred_a, "A"), _sorted_rows(pred_b, "B")))
 
 
 def _speaker_counts(frame: pd.DataFrame,
@@ -93,7 +109,8 @@ def _speaker_counts(frame: pd.DataFrame,
     """Per-speaker confusion-matrix diagonals and row sums.
 
     Args:
-        frame: rows with ``speaker``, ``true`` and the prediction `columns`.
+        frame: rows (a DataFrame or a dict of (n,) arrays) with ``speaker``, ``true`` and the
+            prediction `columns`.
         columns: one column of predicted labels per system.
 
     Returns:
@@ -108,7 +125,7 @@ def _speaker_counts(frame: pd.DataFrame,
     np.add.at(support, (s_idx, k_idx), 1.0)
     hits = []
     for column in columns:
-        correct = (frame[column].astype(str) == frame["true"].astype(str)).to_numpy(float)
+        correct = np.asarray(frame[column].astype(str) == frame["true"].astype(str), float)
         counts = np.zeros(shape)
         np.add.at(counts, (s_idx, k_idx), correct)
         hits.append(counts)
@@ -160,7 +177,7 @@ def _speaker_weights(n_speakers: int, n_boot: int, seed: int) -> np.ndarray:
     return rng.multinomial(n_speakers, np.full(n_speakers, 1.0 / n_speakers), size=n_boot)
 
 
-def _bootstrap_from_paired(paired: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+def _bootstrap_from_paired(paired, n_boot: int, seed: int) -> dict[str, Any]:
     """Speaker bootstrap of UA(A) - UA(B) on already paired predictions."""
     support, (hits_a, hits_b) = _speaker_counts(paired, ("predicted_a", "predicted_b"))
     n_speakers = support.shape[0]
@@ -207,35 +224,16 @@ def speaker_bootstrap_ua_diff(
     return _bootstrap_from_paired(paired_predictions(pred_a, pred_b), n_boot, seed)
 
 
-def compare_pair(
-    predictions: pd.DataFrame, system_a: str, system_b: str, n_boot: int = 1000, seed: int = 0
-) -> dict[str, Any]:
-    """McNemar test and speaker bootstrap for one pair of systems on the same utterances.
-
-    Args:
-        predictions: the predictions table (``system`` column plus ``PAIR_COLUMNS``).
-        system_a, system_b: the systems to compare; differences are A - B.
-        n_boot, seed: passed to the bootstrap.
-
-    Returns:
-        ``{"system_a", "system_b", "n_utterances", "n_speakers", "accuracy_a",
-        "accuracy_b", "ua_a", "ua_b", "ua_diff", "mcnemar": {...}, "bootstrap": {...}}``.
-    """
-    frames = []
-    for system in (system_a, system_b):
-        frame = predictions[predictions["system"] == system]
-        if frame.empty:
-            raise ValueError(f"no predictions for system '{system}'")
-        frames.append(frame)
-    paired = paired_predictions(*frames)
-    true = paired["true"].astype(str)
-    correct_a = (paired["predicted_a"].astype(str) == true).to_numpy()
-    correct_b = (paired["predicted_b"].astype(str) == true).to_numpy()
+def _compare_rows(rows_a: dict[str, np.ndarray], rows_b: dict[str, np.ndarray],
+                  system_a: str, system_b: str, n_boot: int, seed: int) -> dict[str, Any]:
+    paired = _paired_rows(rows_a, rows_b)
+    correct_a = paired["predicted_a"] == paired["true"]
+    correct_b = paired["predicted_b"] == paired["true"]
     boot = _bootstrap_from_paired(paired, n_boot, seed)
     return {
         "system_a": system_a,
         "system_b": system_b,
-        "n_utterances": int(len(paired)),
+        "n_utterances": int(len(correct_a)),
         "n_speakers": boot["n_speakers"],
         "accuracy_a": float(correct_a.mean()),
         "accuracy_b": float(correct_b.mean()),
@@ -253,28 +251,46 @@ def compare_systems(
     pairs: Sequence[tuple[str, str]],
     n_boot: int = 1000,
     seed: int = 0,
+    *,
+    record_errors: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run ``compare_pair`` for every pair; both tests of a pair use the same utterances.
+    """McNemar test and speaker bootstrap of every pair; both tests of a pair use the same
+    utterances.
 
     Pass `all_pairs` of the systems (or pairs fixed before the run): pairs picked after seeing
-    the scores make the p-values meaningless.
+    the scores make the p-values meaningless. Each system's rows are prepared once.
 
     Args:
         predictions: the predictions table.
         label_names: the ordered class names; true/predicted labels must be among them.
         pairs: ``(system_a, system_b)`` tuples; differences are A - B.
         n_boot, seed: passed to the bootstrap (the same seed for each pair).
+        record_errors: a pair that cannot be compared gets ``{"system_a", "system_b",
+            "error"}`` instead of raising ValueError.
 
     Returns:
-        one ``compare_pair`` dict per pair, in order; each ``mcnemar`` also has ``p_holm``,
-        its p-value Holm-adjusted over all the pairs given.
+        per pair, in order, ``{"system_a", "system_b", "n_utterances", "n_speakers",
+        "accuracy_a", "accuracy_b", "ua_a", "ua_b", "ua_diff", "mcnemar": {...},
+        "bootstrap": {...}}`` (differences are A - B); each ``mcnemar`` also has ``p_holm``,
+        its p-value Holm-adjusted over all the pairs compared.
     """
-    known = set(label_names)
-    unknown = set(predictions["true"].astype(str)) - known
-    if unknown:
-        raise ValueError(f"true labels {sorted(unknown)} are not in label_names")
-    return with_holm([compare_pair(predictions, a, b, n_boot=n_boot, seed=seed)
-                      for a, b in pairs])
+    unknown = set(predictions["true"].astype(str)) - set(label_names)
+    frames = {str(s): frame for s, frame in predictions.groupby("system", sort=False)}
+    prepared: dict[str, dict[str, np.ndarray]] = {}
+    results = []
+    for a, b in pairs:
+        try:
+            if unknown:
+                raise ValueError(f"true labels {sorted(unknown)} are not in label_names")
+            for system in (a, b):
+                if system not in prepared:
+                    prepared[system] = _sorted_rows(frames.get(system, predictions[:0]), system)
+            results.append(_compare_rows(prepared[a], prepared[b], a, b, n_boot, seed))
+        except ValueError as exc:
+            if not record_errors:
+                raise
+            results.append({"system_a": a, "system_b": b, "error": str(exc)})
+    return with_holm(results)
 
 
 def _interval(values: np.ndarray) -> list[float]:

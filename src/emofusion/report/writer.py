@@ -29,12 +29,7 @@ import pandas as pd
 import yaml
 
 from emofusion.evaluation.metrics import compute_metrics, summary_table
-from emofusion.evaluation.significance import (
-    all_pairs,
-    compare_systems,
-    system_intervals,
-    with_holm,
-)
+from emofusion.evaluation.significance import all_pairs, compare_systems, system_intervals
 from emofusion.report.interpretation import comparison_verdict, interpret
 from emofusion.report.plots import plot_file_name, write_plots
 
@@ -184,15 +179,9 @@ def run_comparisons(
     n_boot: int,
     seed: int,
 ) -> list[dict[str, Any]]:
-    """``compare_systems`` per pair, McNemar p-values Holm-adjusted over every pair compared;
-    a pair that cannot be compared gets an ``error`` entry."""
-    results = []
-    for a, b in pairs:
-        try:
-            results += compare_systems(predictions, label_names, [(a, b)], n_boot, seed)
-        except ValueError as exc:
-            results.append({"system_a": a, "system_b": b, "error": str(exc)})
-    return with_holm(results)
+    """``compare_systems`` of the pairs, McNemar p-values Holm-adjusted over every pair
+    compared; a pair that cannot be compared gets an ``error`` entry."""
+    return compare_systems(predictions, label_names, pairs, n_boot, seed, record_errors=True)
 
 
 # ----------------------------------------------------------------------------- sections
