@@ -175,3 +175,12 @@ def test_predictions_run_off_the_event_loop(text_service, client_for, monkeypatc
     stuck = client_for(text_service, timeout=0.2).post("/predict", data={"text": "stuck"})
     release.set()
     assert stuck.status_code == 503 and "longer than 0.2 s" in stuck.json()["detail"]
+
+
+def test_serve_command_refuses_a_file_that_is_not_a_model(tmp_path: Path, capsys) -> None:
+    from emofusion.cli import main
+
+    fake = tmp_path / "model.zip"
+    fake.write_bytes(b"PK\x03\x04 not really a zip")
+    assert main(["serve", str(fake), "--port", "1"]) == 2
+    assert "not an emofusion model file" in capsys.readouterr().err

@@ -157,7 +157,13 @@ def test_batch_names_the_bad_item(fusion) -> None:
     refused(fusion.post("/predict/batch", json={"items": [good, silent]}), 422, "items[1]", "silent")
 
 
-def test_malformed_headers_and_uploads(fusion) -> None:
+def test_malformed_headers_and_uploads(fusion, fusion_service, client_for) -> None:
+    huge_field = json.dumps({"minilm": [0.123456789] * 100_000})  # over the 1 MiB form-field limit
+    refused(client_for(fusion_service).post("/predict", data={"features": huge_field}), 400,
+            "/predict/batch")
+    broken = fusion.post("/predict", content=b"--b\r\nbroken",
+                         headers={"Content-Type": "multipart/form-data; boundary=b"})
+    refused(broken, 422, "needs ['logmel', 'minilm']")  # read as an empty form
     refused(fusion.post("/predict", files={"audio": ("a.wav", GOOD_WAV)},
                         headers={"Content-Length": "many"}), 400, "Content-Length")
     refused(fusion.post("/predict", data={"audio": "not a file"}), 422, "audio")

@@ -35,6 +35,10 @@ from emofusion.serve.service import PredictionService
 
 MAX_BATCH = 64
 STATIC = ("index.html", "app.js")
+FORM_PARSER_MESSAGES = ("There was an error parsing the body", "Field exceeded maximum size")
+"""Starts of the form parser's own 400 messages (FastAPI, Starlette), which lack a fix."""
+FORM_FIX = ("send a well-formed multipart form with files as file parts and text fields under "
+            "1 MiB; send large feature arrays as JSON to /predict/batch")
 
 
 class BatchItem(BaseModel):
@@ -111,6 +115,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def validation(_: Request, error: RequestValidationError) -> JSONResponse:
         status, message = _validation_message(error)
         return JSONResponse({"detail": message}, status_code=status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        detail = str(error.detail)
+        if detail.startswith(FORM_PARSER_MESSAGES):
+            detail = f"{detail.rstrip('.')}: {FORM_FIX}"
+        return JSONResponse({"detail": detail}, status_code=error.status_code, headers=error.headers)
 
     @app.exception_handler(RequestProblem)
     async def request_problem(_: Request, error: RequestProblem) -> JSONResponse:
