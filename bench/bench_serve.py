@@ -10,7 +10,9 @@ into ``~/.cache/emofusion/bench/serve_ravdess`` and reused.
 Inputs: (1) ``features``: the eGeMAPS (88) and MiniLM (384) arrays as JSON, so the request
 costs parsing and inference only; (2) ``wav3s_text``: a 3-second 16 kHz wav and its transcript,
 so every request runs both extractors. The server runs in a subprocess (``--workers`` threads
-for predictions); the client shares the same 2 cores, so the numbers include its cost.
+for predictions); the client shares the same 2 cores, so the numbers include its cost. The CPU
+time the server and the client spend per request is reported too: unlike throughput and
+latency, it does not depend on what else the machine is doing.
 
 Prints one JSON line. Usage: python bench/bench_serve.py [--requests 2000] [--concurrency 16]
 """
@@ -73,6 +75,16 @@ def features_json(model_path: Path, wav: bytes, folder: Path) -> str:
     return json.dumps({name: array.tolist() for name, array in arrays.items()})
 
 
+def server_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process's children: the server."""
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    ticks = 0
+    for pid in children:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def percentile_ms(latencies: list[float], q: float) -> float:
     return round(1000 * float(np.percentile(latencies, q)), 1) if latencies else float("nan")
 
@@ -85,7 +97,7 @@ async def load(url: str, request: dict, n_requests: int, concurrency: int) -> di
     latencies: list[float] = []
     errors: list[str] = []
     sent = 0
-    start = time.perf_counter()
+    start, server_cpu, client_cpu = time.perf_counter(), server_cpu_seconds(), time.process_time()
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         nonlocal sent
@@ -104,8 +116,11 @@ async def load(url: str, request: dict, n_requests: int, concurrency: int) -> di
     async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as client:
         await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
     seconds = time.perf_counter() - start
+    per_request_ms = 1000 / max(len(latencies), 1)
     return {"requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
             "seconds": round(seconds, 1), "throughput_rps": round(len(latencies) / seconds, 1),
+            "server_cpu_ms_per_request": round((server_cpu_seconds() - server_cpu) * per_request_ms, 1),
+            "client_cpu_ms_per_request": round((time.process_time() - client_cpu) * per_request_ms, 1),
             "p50_ms": percentile_ms(latencies, 50), "p90_ms": percentile_ms(latencies, 90),
             "p99_ms": percentile_ms(latencies, 99), "max_ms": percentile_ms(latencies, 100),
             "stopped_at_deadline": len(latencies) < n_requests}
