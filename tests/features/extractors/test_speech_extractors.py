@@ -247,3 +247,29 @@ def test_cli_passes_extractor_parameters_and_refuses_unknown_ones(checkpoints, w
     assert main(["extract", str(manifest), "--corpus", "manifest", "--modalities", "hf_audio",
                  "--param", "logmel.n_mels=40", "--out", str(out)]) == 2
     assert "EXTRACTOR.PARAMETER=VALUE" in capsys.readouterr().err
+
+
+def test_extract_train_with_a_layer_pooling_and_predict_a_wav(checkpoints, tmp_path, capsys):
+    from emofusion.cli import main
+
+    rows = []
+    for number, speaker in enumerate("ABCD"):
+        for index, (label, freq) in enumerate([("angry", 200), ("happy", 700)] * 2):
+            seconds = 1.0 + 0.1 * index
+            signal = tone(seconds, freq) + noise(seconds, seed=10 * number + index)
+            path = write_wav(tmp_path / f"{speaker}{index}.wav", signal)
+            rows.append({"utterance_id": f"{speaker}{index}", "speaker": speaker, "label": label,
+                         "audio_path": path})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    out, model = tmp_path / "features", tmp_path / "model.zip"
+    assert main(["extract", str(tmp_path / "manifest.csv"), "--corpus", "manifest",
+                 "--modalities", "hf_audio", "--param", f"hf_audio.model={checkpoints['wavlm']}",
+                 "--out", str(out), "--jobs", "1"]) == 0
+    assert main(["train", str(out / "dataset.csv"), "--system", "hf_audio",
+                 "--pooling", "hf_audio=layer-1", "--out", str(model)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(model), "--wav", rows[0]["audio_path"]]) == 0
+    prediction = capsys.readouterr().out.splitlines()
+    assert prediction[0].startswith("utterance_id,predicted") and len(prediction) == 2
+    probabilities = [float(value) for value in prediction[1].split(",")[2:]]
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-3)
