@@ -420,27 +420,32 @@ def test_run_and_train_mistakes_end_in_one_clear_message(data, command, clean_da
     assert_clean_failure(code, err, *expected)
 
 
+# Predict mistakes damage files in the folder of the CSV path they are given, which also holds
+# model.zip and, for single utterances, <modality>.npy.
+PREDICT_MISTAKES = [
+    Mistake("model", "not an emofusion model file",
+            damage=lambda csv: (csv.parent / "model.zip").write_bytes(b"PK\x03\x04 broken")),
+    Mistake("on_bad_file", "--on-bad-file", argv=("--on-bad-file", "ignore")),
+    Mistake("out", "choose another --out", argv=("--out", "{work}/a-file/p.csv")),
+]
+
+
 def _npy_mistake(modality: str, damage: str) -> Mistake:
     return Mistake(f"npy {modality}", FILE_DAMAGE[damage][1],
-                   damage=lambda folder: FILE_DAMAGE[damage][0](folder / f"{modality}.npy"))
+                   damage=lambda csv: FILE_DAMAGE[damage][0](csv.parent / f"{modality}.npy"))
 
 
-PREDICT_MISTAKES = [
+PREDICT_NPY_MISTAKES = [
+    *PREDICT_MISTAKES,
     *[_npy_mistake(m, d) for m in MODALITIES for d in FILE_DAMAGE],
     Mistake("npy visual", "but the model expects 32",
-            damage=lambda folder: np.save(folder / "visual.npy", np.ones((4, 31), np.float32))),
+            damage=lambda csv: np.save(csv.parent / "visual.npy", np.ones((4, 31), np.float32))),
     Mistake("npy lexical", "missing ['lexical']",
-            damage=lambda folder: (folder / "lexical.npy").unlink()),
+            damage=lambda csv: (csv.parent / "lexical.npy").unlink()),
     Mistake("npy acoustic", "cannot read file", argv=("--npy", "acoustic=/nonexistent.npy")),
     Mistake("npy smell", "the model has no modality 'smell'",
             argv=("--npy", "smell=/nonexistent.npy")),
     Mistake("npy visual", "--npy expects NAME=VALUE", argv=("--npy", "visual")),
-    Mistake("model", "not an emofusion model file",
-            damage=lambda folder: (folder / "model.zip").write_bytes(b"PK\x03\x04 broken")),
-    Mistake("model", "not an emofusion model file",
-            damage=lambda folder: (folder / "model.zip").write_bytes(b"")),
-    Mistake("on_bad_file", "--on-bad-file", argv=("--on-bad-file", "ignore")),
-    Mistake("out", "choose another --out", argv=("--out", "{work}/a-file/p.csv")),
 ]
 
 
@@ -448,23 +453,18 @@ PREDICT_MISTAKES = [
 @given(data=st.data())
 def test_predict_mistakes_end_in_one_clear_message(data, clean_data, model_file,
                                                    tmp_path_factory, capsys):
-    items = data.draw(st.lists(st.sampled_from(PREDICT_MISTAKES), min_size=1, max_size=3,
-                               unique_by=lambda m: m.slot), label="mistakes")
+    items = _draw_items(data, PREDICT_NPY_MISTAKES, [])
     folder = tmp_path_factory.mktemp("predict")
     shutil.copy(model_file, folder / "model.zip")
     for modality in MODALITIES:
         shutil.copy(feature_file(clean_data, modality, 0), folder / f"{modality}.npy")
-    for item in items:
-        if item.damage:
-            item.damage(folder)
+    npy_items = [item for item in items if item.argv[:1] == ("--npy",)]
+    others = _applied([item for item in items if item not in npy_items],
+                      folder / "no-dataset.csv", folder)
     given_npy = {m: f"{m}={folder / f'{m}.npy'}" for m in MODALITIES
                  if (folder / f"{m}.npy").exists()}
-    for item in items:  # a --npy item replaces the good file of its modality
-        for arg in item.argv[1:] if item.argv[:1] == ("--npy",) else ():
-            given_npy[arg.partition("=")[0]] = arg
-    (folder / "a-file").write_text("not a folder")
-    others = [a.format(work=folder) for item in items if item.argv[:1] != ("--npy",)
-              for a in item.argv]
+    for item in npy_items:  # replaces the good file of its modality
+        given_npy.update((arg.partition("=")[0], arg) for arg in item.argv[1:])
     argv = ["predict", str(folder / "model.zip"), *others]
     argv += ["--npy", *given_npy.values()] if given_npy else []
     code, err = call_cli(capsys, argv)
@@ -473,15 +473,12 @@ def test_predict_mistakes_end_in_one_clear_message(data, clean_data, model_file,
 
 
 PREDICT_CSV_MISTAKES = [
+    *PREDICT_MISTAKES,
     *[m for m in DATA_MISTAKES if m.slot != "csv"],
     *[m for m in DATA_MISTAKES if m.says in ("cannot parse the CSV", "dataset CSV not found")],
     Mistake("features_root", "file not found", ("--features-root", "/nonexistent-emofusion")),
     Mistake("single", "not both", ("--npy", "visual={work}/a-file")),
     Mistake("single", "not both", ("--text", "so happy today")),
-    Mistake("model", "not an emofusion model file",
-            damage=lambda csv: (csv.parent / "model.zip").write_bytes(b"PK\x03\x04 broken")),
-    Mistake("on_bad_file", "--on-bad-file", argv=("--on-bad-file", "ignore")),
-    Mistake("out", "choose another --out", argv=("--out", "{work}/a-file/p.csv")),
 ]
 
 
