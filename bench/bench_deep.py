@@ -20,11 +20,14 @@ Each (corpus, model) runs in a fresh interpreter (so its peak RSS is its own; to
 inside the measured process but outside the timed fold) through the engine's own
 `run_fold` (same inputs, pipeline and nested search as ``emofusion run``). ``--grid first``
 (default) fits the first candidate of each model's grid (one fit per fold: no inner search);
-``--grid full`` runs the model's full nested grid search (about 7 fits per fold).
+``--grid full`` runs the model's full nested grid search (about 7 fits per fold); ``--grid aids``
+runs the nested search over the training aids instead (`AID_GRIDS`: masks, mixup, learning-rate
+schedule; up to 16 candidates x inner folds, other parameters at their first candidate): each
+outer fold chooses them on its own training speakers; ``best_params`` records the choice per fold.
 
 Prints one JSON line. Usage:
     python bench/bench_deep.py [--iemocap-folds 1] [--ravdess-split k4] [--ravdess-folds 0]
-                               [--grid first|full] [--jobs 1] [--models gru,lstm]
+                               [--grid first|full|aids] [--jobs 1] [--models gru,lstm]
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ CACHE = Path.home() / ".cache" / "emofusion" / "bench"
 DEEP_MODELS = ["mlp", "attention", "gru", "lstm", "transformer", "fusion_concat",
                "fusion_gated", "fusion_attention"]
 N_UTTERANCES = 5531
+#: candidate values of the training aids, for the models that take them (``--grid aids``)
+AID_GRIDS = {
+    "time_masks": [0, 2], "freq_masks": [0, 2], "mixup_alpha": [0.0, 0.2],
+    "lr_schedule": ["constant", "cosine"],
+}
 
 
 def ensure_iemocap_size(folder: Path) -> Path:
@@ -90,8 +98,10 @@ def job_config(corpus: str, model: str, csv: Path, args) -> dict:
         else:
             values.update(systems=["unimodal"], modalities=["logmel"])
             system = "logmel"
-    if args.grid == "first" and spec.grid:
-        values["param_grid"] = {k: [v[0]] for k, v in spec.grid.items()}
+    if args.grid in ("first", "aids"):
+        parameters = spec.build(0, None).get_params()
+        aids = {k: v for k, v in AID_GRIDS.items() if k in parameters} if args.grid == "aids" else {}
+        values["param_grid"] = {**{k: [v[0]] for k, v in spec.grid.items()}, **aids} or None
     n_folds = args.iemocap_folds if corpus == "iemocap_size" else args.ravdess_folds
     return {"config": values, "system": system, "n_folds": n_folds}
 
@@ -120,9 +130,10 @@ def worker(job: dict) -> dict:
         folds = folds[: job["n_folds"]]
     setup = make_setup(config, _system_inputs(data, config, spec), manifest.y,
                        manifest.speakers, list(manifest.modalities), len(manifest.label_names))
-    seconds, truth, predicted, held_out = [], [], [], []
+    seconds, truth, predicted, held_out, chosen = [], [], [], [], []
     for fold in folds:
         output = run_fold(fold, setup)
+        chosen.append(output.searches[job["system"]]["best_params"])
         seconds.append(round(output.seconds, 1))
         truth.append(manifest.y[fold.test])
         predicted.append(output.probabilities[job["system"]].argmax(axis=1))
@@ -137,6 +148,7 @@ def worker(job: dict) -> dict:
         "f1_micro": round(float(f1_score(y, p, average="micro")), 4),
         "n_test": int(len(y)),
         "held_out": held_out,
+        "best_params": chosen,
         "system": job["system"],
     }
 
@@ -156,7 +168,7 @@ def main() -> None:
     parser.add_argument("--iemocap-folds", type=int, default=1)
     parser.add_argument("--ravdess-split", default="k4")
     parser.add_argument("--ravdess-folds", type=int, default=0)
-    parser.add_argument("--grid", choices=["first", "full"], default="first")
+    parser.add_argument("--grid", choices=["first", "full", "aids"], default="first")
     parser.add_argument("--models", default=",".join(DEEP_MODELS),
                         help="deep models (lda, the baseline, always runs too)")
     parser.add_argument("--corpora", default="iemocap_size,ravdess")

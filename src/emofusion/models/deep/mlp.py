@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emofusion.models.deep._augment import LR_SCHEDULE, MIXUP_ALPHA, WARMUP_FRACTION
+from emofusion.models.deep._augment import LR_SCHEDULE, WARMUP_FRACTION
 from emofusion.models.deep._base import TorchClassifier
 from emofusion.models.deep._data import PooledStore
 from emofusion.models.deep._modules import MLPNet
@@ -32,7 +32,7 @@ class TorchMLPClassifier(TorchClassifier):
         n_threads: torch threads during fit/predict (default 1; None keeps torch's setting).
     """
 
-    def __init__(self, hidden_sizes=(128, 64), dropout=0.3, mixup_alpha=MIXUP_ALPHA,
+    def __init__(self, hidden_sizes=(128, 64), dropout=0.3, mixup_alpha=0.0,
                  lr_schedule=LR_SCHEDULE, warmup_fraction=WARMUP_FRACTION, lr=1e-3,
                  weight_decay=1e-4, max_epochs=100, batch_size=32, patience=10,
                  validation_fraction=0.15, class_weight=None, random_state=None, device="cpu",
