@@ -1,5 +1,5 @@
-"""LayerSelector: fixed and mean layers, the inner-CV choice grouped by speaker, and that the choice
-is made on the training speakers only."""
+"""LayerSelector: fixed, mean and weighted layers, the inner-CV choice grouped by speaker, and that
+the choice is made on the training speakers only."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
 from emofusion.errors import ConfigError
-from emofusion.models.layer_selector import LayerSelector
+from emofusion.models.layer_selector import LayerSelector, score_weights
 
 WIDTH = 4
 NOISE, GENUINE, IDENTITY = 0, 1, 2
@@ -41,6 +41,9 @@ def test_fixed_negative_and_mean_layers_select_the_right_columns():
     last = LayerSelector(3, layer=-1).fit(X)
     assert last.layer_ == 2 and np.array_equal(last.transform(X), layers[:, 2])
     assert np.allclose(LayerSelector(3, layer="mean").fit_transform(X), layers.mean(axis=1))
+    weighted = LayerSelector(3, layer=(1, 0, 3)).fit(X)
+    assert weighted.layer_ == "weighted" and np.allclose(weighted.weights_, [0.25, 0, 0.75])
+    assert np.allclose(weighted.transform(X), 0.25 * layers[:, 0] + 0.75 * layers[:, 2])
     assert not hasattr(last, "best_params_")
 
 
@@ -50,11 +53,21 @@ def test_inner_folds_grouped_by_speaker_reject_the_speaker_leaking_layer(seed):
     knn = KNeighborsClassifier(15)  # memorises speakers: the leak is large when folds mix them
     mixed = LayerSelector(3, estimator=knn).fit(X, y)
     grouped = LayerSelector(3, estimator=knn).fit(X, y, groups=speakers)
-    assert mixed.layer_ == IDENTITY
-    assert grouped.layer_ == GENUINE
-    assert grouped.best_params_ == {"layer": GENUINE}
-    assert set(grouped.cv_scores_) == {0, 1, 2, "mean"}
+    assert np.argmax(mixed.weights_) == IDENTITY
+    assert grouped.layer_ in (GENUINE, "weighted") and grouped.weights_[GENUINE] > 0.9
+    assert set(grouped.cv_scores_) == {0, 1, 2, "mean", "weighted"}
     assert grouped.cv_scores_[GENUINE] > max(grouped.cv_scores_[NOISE], grouped.cv_scores_[IDENTITY])
+
+
+def test_layers_sharing_the_signal_are_averaged():
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1], 150)
+    speakers = np.tile(np.arange(10), 30)
+    layers = [rng.normal(size=(300, WIDTH)) + (0.5 * y[:, None] if k else 0) for k in range(3)]
+    selector = LayerSelector(3).fit(np.hstack(layers), y, groups=speakers)
+    assert selector.layer_ in ("mean", "weighted")  # two noisy copies beat either one
+    assert selector.cv_scores_[selector.layer_] > max(selector.cv_scores_[1], selector.cv_scores_[2])
+    assert selector.weights_.sum() == pytest.approx(1.0)
 
 
 def test_the_choice_never_looks_at_test_speakers():
@@ -68,7 +81,7 @@ def test_the_choice_never_looks_at_test_speakers():
     assert np.array_equal(pipeline.named_steps["layer"].transform(X[test]),
                           X[test, WIDTH:2 * WIDTH])
     chosen_on_test = LayerSelector(3).fit(X[test], y[test], groups=speakers[test])
-    assert chosen_on_test.layer_ == NOISE  # what looking at the test speakers would choose
+    assert np.argmax(chosen_on_test.weights_) == NOISE  # what looking at the test speakers picks
 
 
 def test_frozen_clone_keeps_the_layer_without_searching():
@@ -85,8 +98,18 @@ def test_user_errors_are_config_errors():
         LayerSelector(3, layer=0).fit(X)
     with pytest.raises(ConfigError, match="between -2 and 1"):
         LayerSelector(2, layer=2).fit(X)
+    with pytest.raises(ConfigError, match="2 non-negative weights"):
+        LayerSelector(2, layer=(1.0, -1.0)).fit(X)
     with pytest.raises(ConfigError, match="needs the labels"):
         LayerSelector(2).fit(X)
     fitted = LayerSelector(2, layer=0).fit(X)
     with pytest.raises(ValueError, match="features"):
         fitted.transform(np.zeros((2, 12)))
+
+
+def test_score_weights_favour_the_best_layers_and_tend_to_the_mean():
+    scores = np.array([0.50, 0.70, 0.69])
+    sharp = score_weights(scores, 0.02)
+    assert sharp.sum() == pytest.approx(1.0) and np.argmax(sharp) == 1
+    assert sharp[0] < 1e-3 < sharp[2] < sharp[1]
+    assert np.allclose(score_weights(scores, 100.0), 1 / 3, atol=1e-3)
