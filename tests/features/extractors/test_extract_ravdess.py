@@ -48,3 +48,23 @@ def test_ravdess_egemaps_and_logmel(ravdess_table, tmp_path):
         expected = sf.info(path).duration / 0.010
         assert logmel.shape[1] == 64 and abs(logmel.shape[0] - expected) <= 2
         assert logmel.std() > 1.0  # real speech, not silence
+
+
+def test_ravdess_compare_is_cached_and_resumed(ravdess_table, tmp_path, monkeypatch):
+    from emofusion.features.extractors.audio import Compare
+
+    first = ravdess_table.head(2)
+    extract_corpus(first, list(EMOTIONS.values()), tmp_path, ["compare", "compare_lld"], jobs=1,
+                   progress=False)
+    calls = []
+    original = Compare.from_signal
+    monkeypatch.setattr(Compare, "from_signal",
+                        lambda self, signal: calls.append(1) or original(self, signal))
+    dataset = extract_corpus(ravdess_table, list(EMOTIONS.values()), tmp_path,
+                             ["compare", "compare_lld"], jobs=1, progress=False)
+    assert len(calls) == 2  # only the two clips not extracted before
+    meta = json.loads((tmp_path / "features.json").read_text())["modalities"]
+    assert (meta["compare"]["width"], meta["compare_lld"]["width"]) == (6373, 65)
+    vectors = np.stack([np.load(tmp_path / p) for p in pd.read_csv(dataset)["compare_features"]])
+    assert vectors.shape == (4, 6373) and np.isfinite(vectors).all()
+    assert (vectors.std(axis=0) > 0).sum() > 6000  # the clips differ in almost every feature
