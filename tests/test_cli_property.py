@@ -232,6 +232,14 @@ def test_predict_refuses_a_dataset_and_one_utterance_together(model_file, clean_
                                     "--npy/--text, not both")
 
 
+def test_a_scheduler_without_the_dask_backend_is_refused(clean_data, tmp_path, capsys):
+    code, err = call_cli(capsys, ["run", str(clean_data), "--out", str(tmp_path / "o"),
+                                  "--scheduler", UNREACHABLE_SCHEDULER])
+    assert_clean_failure(code, err, f"dask_scheduler: Value error, a scheduler "
+                                    f"({UNREACHABLE_SCHEDULER}) is used only with backend dask")
+    assert not (tmp_path / "o").exists()  # nothing ran locally instead
+
+
 def test_unreachable_dask_scheduler_names_the_address(clean_data, tmp_path, capsys):
     code, err = call_cli(capsys, ["run", str(clean_data), "--out", str(tmp_path / "o"),
                                   "--backend", "dask", "--scheduler", UNREACHABLE_SCHEDULER])
@@ -351,6 +359,7 @@ OPTION_MISTAKES = [
     Mistake("out", "choose another --out", ("--out", "{work}/a-file/out")),
     Mistake("backend", f"cannot reach the Dask scheduler at {UNREACHABLE_SCHEDULER}",
             ("--backend", "dask", "--scheduler", UNREACHABLE_SCHEDULER)),
+    Mistake("backend", "is used only with backend dask", ("--scheduler", UNREACHABLE_SCHEDULER)),
 ]
 TRAIN_REFUSES_RUN_OPTIONS = "only for `emofusion run`"  # --split, --backend, --scheduler
 VALID_RUN_OPTIONS = [
@@ -415,7 +424,7 @@ def test_run_and_train_mistakes_end_in_one_clear_message(data, command, clean_da
     argv = _command_line(command, copy_dataset(clean_data, work / "data"), work, items)
     code, err = call_cli(capsys, argv)
     expected = [m.says for m in items if m.says]
-    if command == "train" and {"--split", "--backend"} & {a for m in items for a in m.argv}:
+    if command == "train" and {"--split", "--backend", "--scheduler"} & {a for m in items for a in m.argv}:
         expected.append(TRAIN_REFUSES_RUN_OPTIONS)
     assert_clean_failure(code, err, *expected)
 

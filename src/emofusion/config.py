@@ -129,6 +129,14 @@ class RunConfig(BaseModel):
                              "all cores or -2 for all but one")
         return jobs
 
+    @field_validator("dask_scheduler")
+    @classmethod
+    def _scheduler_needs_dask(cls, address: str | None, info: ValidationInfo) -> str | None:
+        if address is not None and info.data.get("backend", "dask") != "dask":
+            raise ValueError(f"a scheduler ({address}) is used only with backend dask; add "
+                             "--backend dask, or drop --scheduler to run the folds locally")
+        return address
+
     @field_validator("param_grid")
     @classmethod
     def _grid_matches_model(cls, grid: dict[str, list[Any]] | None,
