@@ -24,9 +24,9 @@ CORE_TESTS = [
     "tests/test_cli_and_predict.py::test_run_writes_the_whole_run_folder",
     "tests/test_cli_and_predict.py::test_metrics_are_reproducible_from_predictions",
     "tests/test_cli_and_predict.py::test_train_then_predict_round_trip",
+    "tests/test_cli_and_predict.py::test_fusion_systems_round_trip_through_a_model_file",
     "tests/test_cli_and_predict.py::test_untrusted_types_are_refused_without_trust",
     "tests/evaluation/test_significance.py",
-    "tests/models/test_classical.py",
 ]
 INSTALL_MINUTES = 4
 
