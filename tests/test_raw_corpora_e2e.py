@@ -109,11 +109,15 @@ def test_meld_extract_run_train_predict(meld_features: Path, tmp_path: Path, cap
     assert main(["run", str(meld_features / "dataset.csv"), "--out", str(run_dir),
                  "--split", "official"]) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert list(metrics["systems"]) == ["minilm"]  # one modality: the unimodal system only
+    # the transcripts vary, so the TF-IDF transcript system runs beside the MiniLM embeddings;
+    # with one numeric modality there is no early fusion, late fusion and stacking combine both
+    assert list(metrics["systems"]) == ["minilm", "transcript", "late_vote", "late_mean",
+                                        "stacking"]
     assert metrics["systems"]["minilm"]["n"] == (dataset["split"] == "test").sum()
+    assert metrics["audit"]["transcript_vectoriser"]["fitted_on_test_rows"] == 0
 
     model = tmp_path / "m.zip"
-    assert main(["train", str(meld_features / "dataset.csv"), "--system", "minilm",
+    assert main(["train", str(meld_features / "dataset.csv"), "--system", "stacking",
                  "--out", str(model)]) == 0
     _prediction(capsys, ["predict", str(model), "--text", "I am so happy for you"])
 

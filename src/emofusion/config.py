@@ -76,7 +76,8 @@ class RunConfig(BaseModel):
     on_bad_file: Literal["fail", "skip"] = "fail"
     jobs: int = Field(2, description="parallel outer folds (-1 = all cores)")
     backend: Literal["loky", "dask"] = "loky"
-    dask_scheduler: str | None = Field(None, description="dask scheduler address, e.g. tcp://host:8786")
+    dask_scheduler: str | None = Field(
+        None, description="dask scheduler address, e.g. tcp://host:8786, or local")
     cache_dir: Path | None = Field(None, description="pooled-feature cache; default ~/.cache/emofusion")
     use_cache: bool = True
     seed: int = 0
@@ -137,6 +138,14 @@ class RunConfig(BaseModel):
                              "--backend dask, or drop --scheduler to run the folds locally")
         return address
 
+    @model_validator(mode="after")
+    def _dask_needs_a_scheduler(self) -> RunConfig:
+        if self.backend == "dask" and self.dask_scheduler is None:
+            raise ValueError("backend dask needs a scheduler: --scheduler tcp://HOST:8786 for a "
+                             "running cluster, or --scheduler local for a Dask cluster of --jobs "
+                             "worker processes on this machine")
+        return self
+
     @field_validator("param_grid")
     @classmethod
     def _grid_matches_model(cls, grid: dict[str, list[Any]] | None,
@@ -144,6 +153,17 @@ class RunConfig(BaseModel):
         if grid is not None and "model" in info.data:  # fields validate in order: model first
             _check_param_grid(info.data["model"], grid)
         return grid
+
+    @model_validator(mode="after")
+    def _resampling_fits_the_model(self) -> RunConfig:
+        from emofusion.models.pipeline import check_resampling
+        from emofusion.models.registry import get_model
+
+        try:
+            check_resampling(get_model(self.model), self.imbalance)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return self
 
     @model_validator(mode="after")
     def _declared_protocol(self) -> RunConfig:
@@ -190,9 +210,13 @@ def _check_param_grid(model: str, grid: dict[str, list[Any]]) -> None:
     from emofusion.models.registry import get_model
 
     try:
-        parameters = get_model(model).build(0, None).get_params()
+        spec = get_model(model)
     except ConfigError as exc:  # unknown model name
         raise ValueError(str(exc)) from exc
+    if spec.portfolio:
+        raise ValueError(f"param_grid needs a single model; '{model}' searches the grids of its "
+                         f"members {list(spec.portfolio)} (choose one of them with --model)")
+    parameters = spec.build(0, None).get_params()
     unknown = sorted(set(grid) - set(parameters))
     if unknown:
         raise ValueError(f"param_grid keys {unknown} are not parameters of model '{model}'; "

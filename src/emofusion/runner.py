@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import warnings
@@ -213,31 +212,52 @@ def _checked_folds(data: PreparedData, config: RunConfig):
 
 
 DASK_CONNECT_SECONDS = 10
+LOCAL_SCHEDULER = "local"
+"""``--scheduler local``: a Dask cluster of `local_jobs` worker processes on this machine."""
 
 
-def _dask_client(address: str | None):
-    """A Dask client for the scheduler at `address` (None: a local cluster); a ConfigError naming
-    the address when it is malformed or nothing answers within DASK_CONNECT_SECONDS."""
+def _dask_client(config: RunConfig):
+    """A Dask client for the scheduler at ``config.dask_scheduler``, or for a new local cluster of
+    `local_jobs` single-threaded worker processes when it is ``local``; a ConfigError naming the
+    address when it is malformed or nothing answers within DASK_CONNECT_SECONDS."""
     from emofusion.errors import require
 
     distributed = require("dask.distributed", "cluster", "The dask backend")
+    address = config.dask_scheduler
+    if address == LOCAL_SCHEDULER:
+        return distributed.Client(n_workers=local_jobs(config), threads_per_worker=1,
+                                  processes=True, dashboard_address=None, set_as_default=False)
     try:
-        return distributed.Client(address, timeout=DASK_CONNECT_SECONDS)
+        return distributed.Client(address, timeout=DASK_CONNECT_SECONDS, set_as_default=False)
     except (OSError, ValueError) as exc:  # timeout / refused, or a malformed address
         raise ConfigError(
             f"cannot reach the Dask scheduler at {address} ({exc}). Start one on the cluster "
-            f"with `dask scheduler` and its workers with `dask worker {address}`, check the "
-            "address (--scheduler tcp://HOST:8786), or run locally with --backend loky") from exc
+            f"with `dask scheduler` and its workers with `dask worker {address} --nthreads 1`, "
+            "check the address (--scheduler tcp://HOST:8786), or run locally with --backend "
+            "loky") from exc
 
 
-@contextlib.contextmanager
-def _backend(config: RunConfig, sequence_model: bool):
+def _fold_outputs(todo: list, setup, config: RunConfig, console: Console):
+    """Each fold's output as it finishes: on the Dask cluster (one task per fold, the setup
+    scattered once; its workers' threads set the parallelism) or in `local_jobs` loky
+    processes."""
     if config.backend == "dask":
-        with _dask_client(config.dask_scheduler) as client, parallel_config(backend="dask"):
-            yield client
+        from emofusion import cluster
+
+        with _dask_client(config) as client:
+            workers = cluster.worker_summary(client)
+            console.print(f"{len(todo)} folds on {workers['workers']} Dask workers "
+                          f"({workers['threads']} threads)")
+            if workers["multi_threaded"]:
+                console.print(f"[yellow]workers {', '.join(workers['multi_threaded'])} have "
+                              "several threads, but run one fold at a time: start them with "
+                              "--nthreads 1")
+            yield from cluster.run_folds(client, todo, setup)
         return
     with parallel_config(backend="loky"):
-        yield None
+        parallel = Parallel(n_jobs=min(local_jobs(config), len(todo)),
+                            return_as="generator_unordered")
+        yield from parallel(delayed(run_fold)(fold, setup) for fold in todo)
 
 
 def local_jobs(config: RunConfig) -> int:
@@ -249,7 +269,7 @@ def local_jobs(config: RunConfig) -> int:
 
 
 def _run_folds(folds, setup, config: RunConfig, console: Console, progress: bool,
-               sequence_model: bool, folder: RunFolder) -> list[FoldOutput]:
+               folder: RunFolder) -> list[FoldOutput]:
     """Run the folds without a checkpoint in `folder`, saving each as it completes; returns
     every fold's output read back from its checkpoint, in fold order (so a resumed run and an
     uninterrupted one report the same values)."""
@@ -262,12 +282,9 @@ def _run_folds(folds, setup, config: RunConfig, console: Console, progress: bool
     with Progress(*columns, console=console, disable=not progress) as bar:
         task = bar.add_task("folds", total=len(folds), completed=len(folds) - len(todo))
         if todo:
-            with _backend(config, sequence_model):
-                parallel = Parallel(n_jobs=min(local_jobs(config), len(todo)),
-                                    return_as="generator_unordered")
-                for output in parallel(delayed(run_fold)(fold, setup) for fold in todo):
-                    folder.save(output)
-                    bar.advance(task)
+            for output in _fold_outputs(todo, setup, config, console):
+                folder.save(output)
+                bar.advance(task)
     return [folder.load(fold) for fold in folds]
 
 
@@ -339,11 +356,10 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
                        list(manifest.modalities), len(manifest.label_names))
     data_hash = data_sha256(manifest.table, data.features)
     run_provenance = folder.begin(config, data_hash, provenance(data_hash))
-    outputs = _run_folds(folds, setup, config, console, progress, spec.input == "sequence",
-                         folder)
+    outputs = _run_folds(folds, setup, config, console, progress, folder)
     predictions = predictions_table(outputs, manifest.table, y, manifest.label_names)
     audit = build_audit(folds, [o.inner_speakers() for o in outputs], manifest.speakers,
-                        manifest.table, config, spec.input)
+                        manifest.table, config, spec.input, [o.searches for o in outputs])
     _write_run_folder(config.out, config, predictions, outputs)
     metrics = write_report(
         config.out, predictions, manifest.label_names, system_kinds(setup),

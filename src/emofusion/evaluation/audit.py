@@ -61,14 +61,30 @@ def fitted_steps(config, model_input: str) -> list[str]:
     if config.scaling == "speaker_strict":
         steps.append("speaker normalisation (strict): statistics of training speakers only; test "
                      "speakers use the training speakers' average statistics")
+    if config.transcripts != "off":
+        steps.append("transcript system (when the dataset has varied transcripts): TF-IDF "
+                     "vocabulary and IDF fitted inside the pipeline on training rows only, like "
+                     "any scaler; the audit counts the documents each fold's vectoriser saw")
     if model_input == "sequence":
         steps.append("deep models: input standardisation and early stopping on a validation "
                      "split of whole training speakers; the test fold is never passed to fit")
     return steps
 
 
+def vectoriser_audit(folds: list[OuterFold], searches: list[dict[str, dict]]) -> dict[str, Any]:
+    """Per fold, how many transcripts the transcript system's vocabulary and IDF were fitted on,
+    against the fold's training rows: any excess would be test text."""
+    per_fold = [{"fold": f.index, "documents_fitted": s["transcript"]["n_fitted_documents"],
+                 "training_rows": int(len(f.train))}
+                for f, s in zip(folds, searches, strict=True)
+                if "n_fitted_documents" in s.get("transcript", {})]
+    return {"per_fold": per_fold, "fitted_on_test_rows": int(sum(
+        max(0, e["documents_fitted"] - e["training_rows"]) for e in per_fold))}
+
+
 def build_audit(folds: list[OuterFold], inner_splits: list[dict[str, list]], speakers: np.ndarray,
-                table: pd.DataFrame, config, model_input: str) -> dict[str, Any]:
+                table: pd.DataFrame, config, model_input: str,
+                searches: list[dict[str, dict]] | None = None) -> dict[str, Any]:
     """The audit section of metrics.json and the report.
 
     Args:
@@ -97,6 +113,10 @@ def build_audit(folds: list[OuterFold], inner_splits: list[dict[str, list]], spe
             f"On average {np.mean(overlaps):.1%} of test utterances have a transcript that occurs "
             "word for word among training utterances; text models can memorise those lines. "
             "Use --split transcript to measure text without that overlap.")
+    vectoriser = vectoriser_audit(folds, searches or [{} for _ in folds])
+    if vectoriser["per_fold"]:
+        audit["transcript_vectoriser"] = vectoriser
+        audit["passed"] = audit["passed"] and vectoriser["fitted_on_test_rows"] == 0
     if not audit["passed"]:
         audit["notes"].append("LEAKAGE: some test speakers are also training speakers.")
     return audit

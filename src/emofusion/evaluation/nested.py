@@ -145,6 +145,9 @@ class SearchedClassifier(ClassifierMixin, BaseEstimator):
                   "inner_score": self.inner_score_, "inner_speakers": self.inner_speakers_}
         if self.candidate_scores_:
             record["candidate_scores"] = self.candidate_scores_
+        documents = getattr(core_classifier(self.estimator_), "n_documents_", None)
+        if documents is not None:
+            record["n_fitted_documents"] = int(documents)
         return record
 
     def predict_proba(self, X):

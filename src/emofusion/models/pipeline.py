@@ -55,6 +55,18 @@ def resampled_groups(sampler, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
     return out
 
 
+def make_sampler(method: str, y, random_state: int, smote=SMOTE):
+    """The over-sampler of `method` for labels y. SMOTE interpolates between a row and one of
+    its k = min(5, smallest class - 1) same-class neighbours (small inner folds have few rows of
+    a rare class); with a class of one row there is nothing to interpolate and rows are repeated."""
+    if method not in ("oversample", "smote"):
+        raise ConfigError(f"unknown resampling method '{method}'; use oversample or smote")
+    smallest = int(np.unique(y, return_counts=True)[1].min())
+    if method == "oversample" or smallest < 2:
+        return RandomOverSampler(random_state=random_state)
+    return smote(k_neighbors=min(5, smallest - 1), random_state=random_state)
+
+
 class _RecordingSMOTE(SMOTE):
     """SMOTE that keeps its synthetic rows, so their speakers can be assigned."""
 
@@ -78,16 +90,12 @@ class GroupResampledClassifier(ClassifierMixin, BaseEstimator):
         self.method = method
         self.random_state = random_state
 
-    def _sampler(self):
-        if self.method == "oversample":
-            return RandomOverSampler(random_state=self.random_state)
-        if self.method == "smote":
-            return _RecordingSMOTE(random_state=self.random_state)
-        raise ConfigError(f"unknown resampling method '{self.method}'; use oversample or smote")
+    def _sampler(self, y):
+        return make_sampler(self.method, y, self.random_state, smote=_RecordingSMOTE)
 
     def fit(self, X, y, groups=None):
         """Resample X (n, d), y (n,) and groups (n,), then fit the classifier on the result."""
-        sampler = self._sampler()
+        sampler = self._sampler(y)
         X_res, y_res = sampler.fit_resample(X, y)
         params = {}
         if groups is not None and accepts_groups(self.estimator):
@@ -133,17 +141,29 @@ def build_pipeline(spec: ModelSpec, *, imbalance: str = "none", scaling: str = "
             per-speaker normalisation it only rescales); sequence models standardise inside.
         seed: random state of resampler and classifier.
     """
-    if spec.input != "pooled" and imbalance in ("oversample", "smote"):
-        raise ConfigError(f"model '{spec.name}' takes {spec.input} input; use --imbalance "
-                          "class_weight instead of resampling")
+    check_resampling(spec, imbalance)
     steps: list[tuple[str, Any]] = []
     if scaling != "none" and spec.input == "pooled" and not spec.scale_invariant:
         steps.append(("scale", StandardScaler()))
     classifier = spec.build(seed, "balanced" if imbalance == "class_weight" else None)
     if imbalance in ("oversample", "smote"):
-        classifier = GroupResampledClassifier(classifier, imbalance, random_state=seed)
+        if "resample" in classifier.get_params():  # resamples its own vectors (text models)
+            classifier.set_params(resample=imbalance)
+        else:
+            classifier = GroupResampledClassifier(classifier, imbalance, random_state=seed)
     steps.append((CLASSIFIER_STEP, classifier))
     return Pipeline(steps)
+
+
+def check_resampling(spec: ModelSpec, imbalance: str) -> None:
+    """SMOTE interpolates feature vectors: refuse it for models fed frame sequences, whose rows
+    can only be repeated (``oversample``) or weighted (``class_weight``)."""
+    if imbalance != "smote" or spec.input == "pooled" or spec.portfolio:
+        return
+    if spec.input == "text" and "resample" in spec.build(0, None).get_params():
+        return
+    raise ConfigError(f"--imbalance smote interpolates feature vectors, but model '{spec.name}' "
+                      f"takes {spec.input} input; use --imbalance oversample or class_weight")
 
 
 def classifier_prefix(pipeline: Pipeline) -> str:

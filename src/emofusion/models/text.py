@@ -8,14 +8,13 @@ a test speaker's text.
 from __future__ import annotations
 
 import numpy as np
-from imblearn.over_sampling import SMOTE, RandomOverSampler
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from emofusion.errors import ConfigError
+from emofusion.models.pipeline import make_sampler
 
 
 def transcript_column(X) -> np.ndarray:
@@ -61,15 +60,13 @@ class TfidfClassifier(ClassifierMixin, BaseEstimator):
     def _resampled(self, features, y):
         if self.resample is None:
             return features, y
-        samplers = {"oversample": RandomOverSampler, "smote": SMOTE}
-        if self.resample not in samplers:
-            raise ConfigError(f"unknown resampling '{self.resample}'; use oversample or smote")
-        return samplers[self.resample](random_state=self.random_state).fit_resample(features, y)
+        return make_sampler(self.resample, y, self.random_state).fit_resample(features, y)
 
     def fit(self, X, y):
         """Fit on X, an (n, 1) object array of transcripts, and y (n,)."""
         texts = transcript_column(X)
         self.vectorisers_ = [v.fit(texts) for v in self._vectorisers()]
+        self.n_documents_ = len(texts)  # what the vocabulary and IDF were fitted on (audit)
         features, targets = self._resampled(self._transform(texts), np.asarray(y))
         self.classifier_ = LogisticRegression(C=self.C, class_weight=self.class_weight,
                                               max_iter=3000).fit(features, targets)
