@@ -1,0 +1,126 @@
+"""Outer folds on a Dask cluster (``--backend dask --scheduler tcp://HOST:PORT``).
+
+* The fold setup (every feature matrix, labels, speakers, plan) is scattered to every worker
+  once per run (`scatter_setup`); each task then carries only its fold (train/test row indices)
+  and a reference to the scattered setup (`task_bytes` measures it).
+* A worker process runs one fold at a time (`run_fold_alone`): folds change process-wide
+  settings (BLAS thread limits, torch threads, torch's global random generator), so two folds as
+  threads of one worker would race. Start workers with ``--nthreads 1`` (and ``--nworkers N``)
+  so that no worker thread waits on another.
+* Before any fold, the workers' library versions must equal this process's
+  (`check_worker_versions`): a fold computed with another scikit-learn is another experiment.
+* A worker that dies (killed, out of memory) loses its fold, which Dask reruns on another
+  worker; a fold that kills `distributed.scheduler.allowed-failures` workers in a row ends the
+  run with a `ClusterError` (the finished folds stay saved; ``--resume`` continues).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from importlib import metadata
+from typing import Any
+
+import cloudpickle
+
+from emofusion.errors import EmofusionError
+from emofusion.evaluation.experiment import FoldOutput, FoldSetup, run_fold
+from emofusion.evaluation.splits import OuterFold
+
+CHECKED_DISTRIBUTIONS = ("numpy", "scipy", "scikit-learn", "pandas", "joblib", "torch",
+                         "dask", "distributed", "cloudpickle")
+"""Libraries whose versions change results or the wire format; emofusion itself is added."""
+
+_ONE_FOLD_AT_A_TIME = threading.Lock()
+
+
+class ClusterError(EmofusionError):
+    """The Dask cluster cannot run the folds (version mismatch, workers dying)."""
+
+
+def library_versions() -> dict[str, str | None]:
+    """emofusion's and `CHECKED_DISTRIBUTIONS`' versions in this process (None: not installed)."""
+    import emofusion
+
+    versions: dict[str, str | None] = {"emofusion": emofusion.__version__}
+    for name in CHECKED_DISTRIBUTIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def version_mismatches(mine: dict[str, str | None],
+                       workers: dict[str, dict[str, str | None]]) -> list[str]:
+    """One line per worker and library whose version differs from `mine`.
+
+    Args:
+        mine: library -> version of this process (`library_versions`).
+        workers: worker address -> its `library_versions`.
+    """
+    return [f"{address}: {name} {theirs.get(name)} (here {version})"
+            for address, theirs in sorted(workers.items())
+            for name, version in mine.items() if theirs.get(name) != version]
+
+
+def check_worker_versions(client) -> None:
+    """Raise `ClusterError` naming every worker whose libraries differ from this process's."""
+    mismatches = version_mismatches(library_versions(), client.run(library_versions))
+    if mismatches:
+        raise ClusterError(
+            "the Dask workers run other library versions than this process, so their folds "
+            f"would not be this run's experiment: {'; '.join(mismatches)}. Install the same "
+            "emofusion and libraries on every worker (e.g. one shared environment) and restart "
+            "them")
+
+
+def run_fold_alone(fold: OuterFold, setup: FoldSetup) -> FoldOutput:
+    """`run_fold`, never concurrently with another fold of the same worker process."""
+    with _ONE_FOLD_AT_A_TIME:
+        return run_fold(fold, setup)
+
+
+def scatter_setup(client, setup: FoldSetup):
+    """The setup sent once to every worker; returns its Dask future."""
+    return client.scatter(setup, broadcast=True, hash=False)
+
+
+def task_bytes(fold: OuterFold, setup_future) -> int:
+    """Bytes of one fold task as the client ships it: the function, the fold and the setup's
+    key (the scattered setup itself is not in it)."""
+    return len(cloudpickle.dumps((run_fold_alone, fold, setup_future)))
+
+
+def run_folds(client, folds: list[OuterFold], setup: FoldSetup) -> Iterator[FoldOutput]:
+    """Each fold's output as it finishes on the cluster behind `client` (in finishing order).
+
+    Raises:
+        ClusterError: the workers' versions differ, or a fold's task killed too many workers.
+    """
+    from distributed import KilledWorker, as_completed
+
+    check_worker_versions(client)
+    setup_future = scatter_setup(client, setup)
+    run_id = uuid.uuid4().hex[:8]
+    futures = [client.submit(run_fold_alone, fold, setup_future, pure=False,
+                             key=f"emofusion-fold-{fold.index:02d}-{run_id}") for fold in folds]
+    try:
+        for future in as_completed(futures):
+            yield future.result()
+    except KilledWorker as exc:
+        raise ClusterError(
+            f"a Dask worker died on every attempt at a fold ({exc}); workers die when they run "
+            "out of memory (give each more, e.g. `dask worker --memory-limit 8GB`, or start "
+            "fewer per machine) or crash. The finished folds are saved: rerun with --resume "
+            "to continue") from exc
+    finally:
+        client.cancel([*futures, setup_future])
+
+
+def worker_summary(client) -> dict[str, Any]:
+    """Workers and threads of the cluster (for the progress line)."""
+    threads = client.nthreads()
+    return {"workers": len(threads), "threads": sum(threads.values()),
+            "multi_threaded": sorted(a for a, n in threads.items() if n > 1)}
