@@ -267,12 +267,15 @@ def test_class_weight_reaches_every_weighting_model():
         assert classifier.get_params()["class_weight"] == "balanced", name
 
 
-def test_resampling_is_refused_for_sequence_models():
+def test_smote_is_refused_and_oversampling_wraps_sequence_models():
     spec = ModelSpec("seq", "a sequence model", lambda seed, cw: DummyClassifier(),
                      input="sequence")
-    with pytest.raises(ConfigError, match="class_weight instead of resampling"):
+    with pytest.raises(ConfigError, match="smote interpolates feature vectors"):
         build_pipeline(spec, imbalance="smote")
     assert [n for n, _ in build_pipeline(spec, imbalance="class_weight").steps] == ["clf"]
+    # sequences are repeated whole, with their speakers
+    assert isinstance(build_pipeline(spec, imbalance="oversample").named_steps["clf"],
+                      GroupResampledClassifier)
 
 
 # ----------------------------------------------------------------------------- late fusion

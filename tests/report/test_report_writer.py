@@ -137,8 +137,9 @@ def test_report_files_json_and_self_contained_html(tmp_path):
     with open(tmp_path / "metrics.json", encoding="utf-8") as handle:
         loaded = json.load(handle)
     assert loaded == result
-    assert set(loaded) == {"label_names", "systems", "comparisons", "dropped", "warnings",
-                           "audit"}
+    assert set(loaded) == {"protocol", "label_names", "systems", "comparisons", "dropped",
+                           "warnings", "audit"}
+    assert loaded["protocol"] == "speaker_independent"
     pairs = [(c["system_a"], c["system_b"]) for c in loaded["comparisons"]]
     assert pairs == all_pairs(list(loaded["systems"]))  # every pair, not picked by score
     assert loaded["systems"]["early"]["pooled"]["f1_micro"] == pytest.approx(

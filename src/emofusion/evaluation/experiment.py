@@ -138,14 +138,14 @@ def make_plan(config: RunConfig, modalities: list[str], numeric: list[str]) -> S
     fusions = tuple(s for s in config.systems if s in ("late_vote", "late_mean", "stacking"))
     if len(modalities) < 2:
         early, fusions = None, ()
-    models = {m: config.text_model if m == TRANSCRIPT and spec.input != "text" else config.model
+    models = {m: config.text_model if m == TRANSCRIPT and spec.input == "pooled" else config.model
               for m in modalities}
     if early:
         models[early] = config.model
     return SystemPlan(
         modalities=tuple(modalities), early_name=early, fusions=fusions,
         report_unimodal="unimodal" in config.systems or len(modalities) < 2, models=models,
-        grid=config.param_grid, imbalance=config.imbalance, scaling=config.scaling,
+        grid=config.param_grid, grid_model=config.model, imbalance=config.imbalance, scaling=config.scaling,
         inner_folds=config.inner_folds, scoring=config.scoring, seed=config.seed)
 
 

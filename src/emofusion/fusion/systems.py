@@ -37,7 +37,9 @@ class SystemPlan:
         report_unimodal: whether the unimodal systems are reported (they are always fitted
             when a late or stacking system needs them).
         models: per base input (a modality or the early input), the registry model name.
-        grid: a grid that replaces every searched model's default grid, or None.
+        grid: a grid that replaces the default grid of `grid_model` (the run's model; not the
+            transcript model's), or None.
+        grid_model: the model `grid` is for.
         imbalance, scaling, inner_folds, scoring, seed: the run's options.
     """
 
@@ -47,6 +49,7 @@ class SystemPlan:
     report_unimodal: bool
     models: dict[str, str]
     grid: dict[str, list[Any]] | None
+    grid_model: str
     imbalance: str
     scaling: str
     inner_folds: int
@@ -71,7 +74,8 @@ class SystemPlan:
         candidates = []
         for member in members:
             member_spec = get_model(member)
-            grid = self.grid if self.grid is not None and not spec.portfolio else member_spec.grid
+            overridden = self.grid is not None and member == self.grid_model
+            grid = self.grid if overridden else member_spec.grid
             pipeline = build_pipeline(member_spec, imbalance=self.imbalance, scaling=self.scaling,
                                       seed=self.seed)
             candidates.append((member, pipeline, grid))
