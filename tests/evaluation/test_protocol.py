@@ -173,7 +173,8 @@ def test_no_test_row_or_test_speaker_reaches_anything_fitted(clean_demo_csv, tmp
     monkeypatch.setattr(nested, "fit_with_search", search)
     monkeypatch.setattr(stacking, "inner_folds", inner_folds)
     monkeypatch.setattr(stacking, "make_meta_learner",
-                        lambda seed=0: RecordingMeta(max_iter=1000, random_state=seed))
+                        lambda seed=0, class_weight=None: RecordingMeta(max_iter=1000,
+                                                                        random_state=seed))
 
     systems = ("visual", "acoustic", "lexical", "early")
     for fold in folds:

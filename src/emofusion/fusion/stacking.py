@@ -17,9 +17,10 @@ from emofusion.evaluation.splits import fold_speakers, inner_folds
 from emofusion.fusion.late import LateFusionClassifier, fit_base, select_columns
 
 
-def make_meta_learner(seed: int = 0) -> LogisticRegression:
-    """The default meta-learner: multinomial logistic regression on the stacked probabilities."""
-    return LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+def make_meta_learner(seed: int = 0, class_weight: str | None = None) -> LogisticRegression:
+    """The default meta-learner: multinomial logistic regression on the stacked probabilities
+    (``class_weight="balanced"`` when the run treats the classes equally)."""
+    return LogisticRegression(C=1.0, max_iter=1000, random_state=seed, class_weight=class_weight)
 
 
 def frozen_clone(estimator):
@@ -89,13 +90,16 @@ class StackingFusionClassifier(ClassifierMixin, BaseEstimator):
         columns: list of (start, stop) column ranges of each modality in X.
         n_folds: speaker-grouped folds used for the out-of-fold probabilities.
         random_state: seed of the meta-learner and of the fallback stratified folds.
+        class_weight: the meta-learner's, None or ``"balanced"``.
     """
 
-    def __init__(self, estimators, columns, n_folds: int = 3, random_state: int = 0):
+    def __init__(self, estimators, columns, n_folds: int = 3, random_state: int = 0,
+                 class_weight: str | None = None):
         self.estimators = estimators
         self.columns = columns
         self.n_folds = n_folds
         self.random_state = random_state
+        self.class_weight = class_weight
 
     def fit(self, X, y, groups=None):
         """Fit on X (n, d_total), y (n,); `groups` (speakers) make the inner folds speaker-free
@@ -114,7 +118,7 @@ class StackingFusionClassifier(ClassifierMixin, BaseEstimator):
             out_of_fold_probabilities(est, select_columns(X, cols), codes, folds,
                                       len(self.classes_), groups)
             for est, cols in zip(fitted, self.columns, strict=True)])
-        self.meta_ = make_meta_learner(self.random_state).fit(stacked, codes)
+        self.meta_ = make_meta_learner(self.random_state, self.class_weight).fit(stacked, codes)
         self.base_ = LateFusionClassifier(self.estimators, self.columns).use_fitted(fitted, codes)
         self.inner_speakers_ = [] if groups is None else fold_speakers(folds, groups)
         return self

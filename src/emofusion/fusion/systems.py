@@ -86,7 +86,8 @@ class SystemPlan:
         bases = [(m, self.base_estimator(m)) for m in self.modalities]
         columns = fusion_columns(inputs, self.modalities)
         if system == "stacking":
-            return StackingFusionClassifier(bases, columns, self.inner_folds, self.seed)
+            balanced = "balanced" if self.imbalance != "none" else None
+            return StackingFusionClassifier(bases, columns, self.inner_folds, self.seed, balanced)
         return LateFusionClassifier(bases, columns, rule=LATE_RULES[system])
 
 
