@@ -107,7 +107,7 @@ def run_folds(client, folds: list[OuterFold], setup: FoldSetup) -> Iterator[Fold
     futures = [client.submit(run_fold_alone, fold, setup_future, pure=False,
                              key=f"emofusion-fold-{fold.index:02d}-{run_id}") for fold in folds]
     try:
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             yield future.result()
     except KilledWorker as exc:
         raise ClusterError(

@@ -1,0 +1,271 @@
+"""`--backend dask` against a real Dask cluster: a `dask scheduler` and a `dask worker` process
+(two single-threaded worker processes under nannies) started on 127.0.0.1 by the module fixture,
+stopped at the end even when a test fails.
+
+The dask run's predictions must equal the loky run's exactly (LDA and the PyTorch MLP), the fold
+setup travels once per worker (a task carries only its fold), a worker killed with SIGKILL in the
+middle of a fold changes nothing, and mismatched versions or workers that keep dying end the run
+with one clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cloudpickle
+import pandas as pd
+import pytest
+import yaml
+
+distributed = pytest.importorskip("distributed")
+
+import emofusion  # noqa: E402
+from emofusion import cluster, runner  # noqa: E402
+from emofusion.cli import main  # noqa: E402
+from emofusion.config import build_config  # noqa: E402
+from emofusion.evaluation.experiment import make_setup  # noqa: E402
+from emofusion.models.registry import get_model  # noqa: E402
+
+WORKERS = 2
+SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+FAST = "systems: [unimodal, early, late_mean]\ninner_folds: 2\nn_bootstrap: 100\n"
+"""Every kind of system but stacking (its inner folds triple the time), short inner searches."""
+MLP_CONFIG = FAST + "model: mlp\nparam_grid:\n  max_epochs: [2]\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start(arguments: list[str], log: Path) -> subprocess.Popen:
+    with log.open("w") as handle:
+        return subprocess.Popen([sys.executable, "-m", "dask", *arguments], stdout=handle,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **SINGLE_THREADED})
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the process group (the process and the worker processes its nannies started)."""
+    for sig, patience in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(patience)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory) -> Iterator[str]:
+    """The address of a running local scheduler with `WORKERS` single-threaded workers."""
+    folder = tmp_path_factory.mktemp("dask-cluster")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    processes = []
+    try:
+        processes.append(_start(["scheduler", "--host", "127.0.0.1", "--port",
+                                 address.rsplit(":", 1)[1], "--no-dashboard"],
+                                folder / "scheduler.log"))
+        processes.append(_start(["worker", address, "--nworkers", str(WORKERS), "--nthreads",
+                                 "1", "--host", "127.0.0.1", "--no-dashboard",
+                                 "--local-directory", str(folder), "--memory-limit", "0"],
+                                folder / "workers.log"))
+        with distributed.Client(address, timeout=60) as client:
+            client.wait_for_workers(WORKERS, timeout=120)
+        yield address
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+@pytest.fixture
+def client(scheduler) -> Iterator:
+    """A client of the test cluster, with all its workers up (a killed one is restarted)."""
+    with distributed.Client(scheduler, timeout=30, set_as_default=False) as connection:
+        connection.wait_for_workers(WORKERS, timeout=120)
+        yield connection
+
+
+@pytest.fixture(scope="module")
+def data(small_demo_writer, tmp_path_factory) -> Path:
+    """60 utterances of 10 speakers, no problems; returns the CSV."""
+    return small_demo_writer(tmp_path_factory.mktemp("cluster-data"), n_utterances=60,
+                             bad_files=False)
+
+
+def _run(data: Path, out: Path, config_text: str, *options: str) -> pd.DataFrame:
+    config = out.parent / f"{out.name}.yaml"
+    config.write_text(config_text)
+    code = main(["run", str(data), "--config", str(config), "--out", str(out), "--split", "k5",
+                 "--jobs", "2", "--no-cache", *options])
+    assert code == 0
+    return pd.read_csv(out / "predictions.csv")
+
+
+@pytest.fixture(scope="module")
+def predictions_only() -> Iterator[None]:
+    """As `fast_report`, for the CLI too: no metrics, plots, report or summary table."""
+    import emofusion.report.writer
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(emofusion.report.writer, "write_report", lambda *args, **kwargs: {})
+        patch.setattr(runner, "print_summary", lambda *args: None)
+        yield
+
+
+@pytest.fixture(scope="module")
+def loky_predictions(data, tmp_path_factory, predictions_only) -> dict[str, pd.DataFrame]:
+    """predictions.csv of the loky runs, per model."""
+    base = tmp_path_factory.mktemp("loky-runs")
+    return {"lda": _run(data, base / "lda", FAST),
+            "mlp": _run(data, base / "mlp", MLP_CONFIG)}
+
+
+@pytest.mark.parametrize("model, config_text", [("lda", FAST), ("mlp", MLP_CONFIG)],
+                         ids=["lda", "mlp"])
+def test_dask_run_reproduces_the_loky_predictions(model, config_text, scheduler, client, data,
+                                                  loky_predictions, tmp_path):
+    predictions = _run(data, tmp_path / model, config_text, "--backend", "dask", "--scheduler",
+                       scheduler)
+    pd.testing.assert_frame_equal(predictions, loky_predictions[model], check_exact=True)
+
+
+@pytest.mark.slow
+def test_scheduler_local_starts_a_cluster_of_jobs_processes(data, loky_predictions, tmp_path,
+                                                           capsys):
+    predictions = _run(data, tmp_path / "lda", FAST, "--backend", "dask", "--scheduler", "local")
+    assert "5 folds on 2 Dask workers (2 threads)" in capsys.readouterr().err  # --jobs 2
+    pd.testing.assert_frame_equal(predictions, loky_predictions["lda"], check_exact=True)
+
+
+def _setup_and_folds(data: Path, tmp_path: Path):
+    config = build_config({"dataset": data, "out": tmp_path / "o", "split": "k5",
+                           "use_cache": False})
+    prepared = runner.prepare_data(config)
+    manifest = prepared.manifest
+    setup = make_setup(config, runner._system_inputs(prepared, config, get_model(config.model)),
+                       manifest.y, manifest.speakers, list(manifest.modalities),
+                       len(manifest.label_names))
+    return setup, runner._checked_folds(prepared, config)
+
+
+def test_the_fold_setup_travels_once_per_worker_and_tasks_carry_only_their_fold(
+        client, data, tmp_path):
+    setup, folds = _setup_and_folds(data, tmp_path)
+    setup_bytes = len(cloudpickle.dumps(setup))
+    future = cluster.scatter_setup(client, setup)
+    try:
+        holders = client.who_has([future])[future.key]
+        assert sorted(holders) == sorted(client.nthreads())  # one copy on every worker
+        per_task = [cluster.task_bytes(fold, future) for fold in folds]
+        print(f"\nfold setup {setup_bytes} bytes, sent once per worker; "
+              f"bytes per task: {min(per_task)}-{max(per_task)}")
+        assert max(per_task) < setup_bytes / 20
+        assert max(per_task) < 4096  # the function, ~60 row indices and the setup's key
+    finally:
+        client.cancel([future])
+
+
+def test_versions_of_the_workers_are_compared_with_this_process(scheduler, data, tmp_path,
+                                                                capsys, monkeypatch):
+    installed = emofusion.__version__  # what the workers run
+    monkeypatch.setattr(emofusion, "__version__", "0.0.0-elsewhere")
+    code = main(["run", str(data), "--out", str(tmp_path / "o"), "--split", "k5", "--no-cache",
+                 "--backend", "dask", "--scheduler", scheduler])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "the Dask workers run other library versions" in err
+    assert f"emofusion {installed} (here 0.0.0-elsewhere)" in err.replace("\n", "")
+
+
+def test_version_mismatches_name_worker_library_and_both_versions():
+    mine = {"emofusion": "0.1.0", "numpy": "2.0"}
+    workers = {"tcp://a:1": {"emofusion": "0.1.0", "numpy": "2.0"},
+               "tcp://b:2": {"emofusion": "0.1.0", "numpy": "1.26"}}
+    assert cluster.version_mismatches(mine, workers) == ["tcp://b:2: numpy 1.26 (here 2.0)"]
+
+
+def test_dask_without_a_scheduler_is_refused(data, tmp_path, capsys):
+    code = main(["run", str(data), "--out", str(tmp_path / "o"), "--backend", "dask"])
+    err = capsys.readouterr().err
+    assert code == 2 and "backend dask needs a scheduler" in err and "--scheduler local" in err
+    assert not (tmp_path / "o").exists()
+
+
+def _kill_a_worker_during_a_fold(client: distributed.Client, deadline: float) -> str:
+    """SIGKILL the process of a worker while it computes a fold; returns its address."""
+    while time.monotonic() < deadline:
+        busy = [address for address, keys in client.processing().items()
+                if any(str(key).startswith("emofusion-fold") for key in keys)]
+        if busy:
+            pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+            os.kill(pid, signal.SIGKILL)
+            return busy[0]
+        time.sleep(0.05)
+    raise AssertionError("no fold started on the cluster")
+
+
+def _run_in_thread(config) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["result"] = runner.run(config, progress=False)
+        except Exception as exc:  # reported by the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _mlp_config(data: Path, out: Path, scheduler: str):
+    values = {**yaml.safe_load(MLP_CONFIG), "dataset": data, "out": out, "split": "k5"}
+    return build_config({**values, "use_cache": False, "backend": "dask",
+                         "dask_scheduler": scheduler})
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_fold_changes_no_prediction(scheduler, client, data, tmp_path,
+                                                        loky_predictions):
+    thread, outcome = _run_in_thread(_mlp_config(data, tmp_path / "run", scheduler))
+    killed = _kill_a_worker_during_a_fold(client, time.monotonic() + 120)
+    thread.join(300)
+    assert "error" not in outcome, outcome.get("error")
+    assert killed not in client.nthreads()  # the killed worker left (its nanny starts a new one)
+    predictions = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    pd.testing.assert_frame_equal(predictions, loky_predictions["mlp"], check_exact=True)
+
+
+def _set_allowed_failures(count: int):
+    def setter(dask_scheduler):
+        dask_scheduler.allowed_failures = count
+    return setter
+
+
+@pytest.mark.slow
+def test_a_fold_whose_workers_keep_dying_ends_with_a_clear_message(scheduler, client, data,
+                                                                   tmp_path):
+    client.run_on_scheduler(_set_allowed_failures(0))  # the first death is too many
+    try:
+        thread, outcome = _run_in_thread(_mlp_config(data, tmp_path / "run", scheduler))
+        _kill_a_worker_during_a_fold(client, time.monotonic() + 120)
+        thread.join(300)
+    finally:
+        client.run_on_scheduler(_set_allowed_failures(3))
+    assert isinstance(outcome.get("error"), cluster.ClusterError), outcome
+    message = str(outcome["error"])
+    assert "a Dask worker died on every attempt at a fold" in message
+    assert "--memory-limit" in message and "--resume" in message
