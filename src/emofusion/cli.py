@@ -4,6 +4,7 @@ all work happens in the library. User errors print one message and exit with sta
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from emofusion.sweep import load_sweep, run_sweep
+
+    folders = run_sweep(load_sweep(args.spec), console)
+    console.print(f"{len(folders)} runs in {folders[0].parent}; compare them with: emofusion "
+                  f"compare {folders[0].parent}/*")
+    return 0
+
+
+def _interval_cell(row, metric: str) -> str:
+    return (f"{100 * row[metric]:.1f} [{100 * row[metric + '_low']:.1f}, "
+            f"{100 * row[metric + '_high']:.1f}]")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from emofusion.report.compare import METRICS, compare_runs, plot_comparison
+
+    table, paired = compare_runs(args.runs, args.system, n_boot=args.n_boot, seed=args.seed)
+    shown = Table(title="runs compared (95 % speaker-bootstrap intervals, %)")
+    for column in ("run", "system", "n", *METRICS.values()):
+        shown.add_column(column)
+    for _, row in table.iterrows():
+        shown.add_row(row["run"], row["system"], str(int(row["n"])),
+                      *(_interval_cell(row, metric) for metric in METRICS))
+    Console(width=200).print(shown)
+    for test in paired:
+        pair = f"{test['system_a']} vs {test['system_b']}"
+        if "error" in test:
+            print(f"{pair}: not paired ({test['error']})")
+            continue
+        boot = test["bootstrap"]
+        print(f"{pair}: UA difference {100 * test['ua_diff']:+.1f} points [{100 * boot['ci_low']:+.1f}, "
+              f"{100 * boot['ci_high']:+.1f}], McNemar p {test['mcnemar']['p_value']:.3g} "
+              f"(Holm {test['mcnemar']['p_holm']:.3g}), {test['n_utterances']} utterances")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out / "compare.csv", index=False)
+        (args.out / "paired.json").write_text(json.dumps(paired, indent=1))
+        console.print(f"wrote {args.out / 'compare.csv'}, paired.json and "
+                      f"{plot_comparison(table, args.out / 'compare.png').name}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from emofusion.models.registry import available_models
 
@@ -296,6 +342,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2, help="predictions computed at once")
     serve.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     serve.set_defaults(func=cmd_serve)
+
+    sweep = sub.add_parser("sweep", help="a grid of runs over config fields and seeds")
+    sweep.add_argument("spec", type=Path, help="sweep YAML (out, base, grid, seeds)")
+    sweep.set_defaults(func=cmd_sweep)
+
+    compare = sub.add_parser("compare", help="one table of several runs, with paired tests")
+    compare.add_argument("runs", nargs="+", type=Path, help="finished run folders")
+    compare.add_argument("--system", nargs="+", help="systems to compare (default: all)")
+    compare.add_argument("--out", type=Path, help="folder for compare.csv, paired.json, compare.png")
+    compare.add_argument("--n-boot", type=int, default=1000, help="speaker-bootstrap resamples")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.set_defaults(func=cmd_compare)
 
     models = sub.add_parser("models", help="list model names")
     models.set_defaults(func=cmd_models)
