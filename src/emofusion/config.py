@@ -69,7 +69,9 @@ class RunConfig(BaseModel):
         "statistics of its own unlabelled utterances, test speakers included (scaling: speaker)")
     param_grid: dict[str, list[Any]] | None = Field(None, description="override the model's grid")
     scaling: Literal["standard", "speaker", "speaker_strict", "none"] = "standard"
-    imbalance: Literal["none", "class_weight", "oversample", "smote"] = "none"
+    imbalance: Literal["none", "class_weight", "oversample", "smote"] = Field(
+        "class_weight", description="class_weight (default): classes weighted equally, the "
+        "decision rule that maximises UA, the default scoring; none: class frequencies as priors")
     inner_folds: int = Field(3, ge=2, description="speaker-grouped folds of the nested search")
     scoring: str = Field("balanced_accuracy", description="inner-search criterion (sklearn scorer)")
     stacking_meta: Literal["logreg"] = "logreg"
