@@ -75,7 +75,7 @@ def _config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
     names = ("dataset", "features_root", "split", "model", "modalities", "scaling", "protocol",
              "text_model", "transcripts", "imbalance",
              "on_bad_file", "jobs", "backend", "dask_scheduler", "seed", "cache_dir", "use_cache",
-             "systems")
+             "systems", "mlflow")
     values = {n: getattr(args, n, None) for n in names}
     values.update(extra)
     if args.pooling:
@@ -88,10 +88,13 @@ def _config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from emofusion.runner import print_summary, run
+    from emofusion.tracking import check_tracking, track
 
     config = _config_from_args(args, out=args.out)
+    check_tracking(config)
     result = run(config, console=console, resume=args.resume, overwrite=args.overwrite)
     print_summary(result, Console(width=160))
+    track(result, console.print)
     return 0
 
 
@@ -306,6 +309,9 @@ def _parser() -> argparse.ArgumentParser:
                           "folds without a checkpoint in OUT/folds/ are computed")
     run.add_argument("--overwrite", action="store_true",
                      help="replace the run in --out (by default a non-empty --out is refused)")
+    run.add_argument("--mlflow", metavar="URI",
+                     help="log the run to MLflow: a folder (SQLite store inside) or a tracking "
+                          "URI (pip install 'emofusion[tracking]')")
     run.set_defaults(func=cmd_run)
 
     train = sub.add_parser("train", help="fit one system on all speakers and save it")

@@ -84,6 +84,8 @@ class RunConfig(BaseModel):
     use_cache: bool = True
     seed: int = 0
     n_bootstrap: int = Field(1000, ge=100)
+    mlflow: str | None = Field(None, description="log the finished run to MLflow: a folder (an "
+                               "SQLite store inside) or a tracking URI; needs emofusion[tracking]")
 
     @field_validator("systems")
     @classmethod

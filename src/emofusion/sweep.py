@@ -110,6 +110,7 @@ def run_state(folder: Path) -> Literal["finished", "interrupted", "new"]:
 def run_sweep(spec: SweepSpec, console: Console, progress: bool = True) -> list[Path]:
     """Compute every run of the sweep that is not finished; returns all run folders in order."""
     from emofusion.runner import run
+    from emofusion.tracking import check_tracking, track
 
     runs = sweep_runs(spec)
     for number, (name, config) in enumerate(runs, start=1):
@@ -118,6 +119,7 @@ def run_sweep(spec: SweepSpec, console: Console, progress: bool = True) -> list[
                       + {"finished": "finished, skipped", "interrupted": "resuming",
                          "new": "starting"}[state])
         if state != "finished":
-            run(config, progress=progress, console=console, resume=state == "interrupted",
-                overwrite=state == "new")
+            check_tracking(config)
+            track(run(config, progress=progress, console=console, resume=state == "interrupted",
+                      overwrite=state == "new"), console.print)
     return [config.out for _, config in runs]
