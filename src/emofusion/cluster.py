@@ -24,13 +24,19 @@ from typing import Any
 
 import cloudpickle
 
-from emofusion.errors import EmofusionError
+from emofusion.config import JobQueueSettings
+from emofusion.errors import EmofusionError, require
 from emofusion.evaluation.experiment import FoldOutput, FoldSetup, run_fold
 from emofusion.evaluation.splits import OuterFold
 
 CHECKED_DISTRIBUTIONS = ("numpy", "scipy", "scikit-learn", "pandas", "joblib", "torch",
                          "dask", "distributed", "cloudpickle")
 """Libraries whose versions change results or the wire format; emofusion itself is added."""
+
+JOBQUEUE_CLUSTERS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster",
+                     "lsf": "LSFCluster"}
+ACCOUNT_KEYWORD = {"slurm": "account", "pbs": "account", "sge": "project", "lsf": "project"}
+"""dask-jobqueue's name of the account charged, per batch system."""
 
 _ONE_FOLD_AT_A_TIME = threading.Lock()
 
@@ -124,3 +130,18 @@ def worker_summary(client) -> dict[str, Any]:
     threads = client.nthreads()
     return {"workers": len(threads), "threads": sum(threads.values()),
             "multi_threaded": sorted(a for a, n in threads.items() if n > 1)}
+
+
+def jobqueue_cluster(settings: JobQueueSettings):
+    """A dask-jobqueue cluster whose jobs each run ``settings.cores`` single-threaded worker
+    processes (no job submitted yet: ``cluster.scale(jobs=settings.jobs)`` does that;
+    ``cluster.job_script()`` shows the script)."""
+    jobqueue = require("dask_jobqueue", "hpc", "--scheduler jobqueue")
+    cluster_class = getattr(jobqueue, JOBQUEUE_CLUSTERS[settings.system])
+    return cluster_class(
+        cores=settings.cores, processes=settings.cores, memory=settings.memory,
+        walltime=settings.walltime, queue=settings.queue, interface=settings.interface,
+        job_extra_directives=settings.job_extra_directives,
+        job_script_prologue=settings.job_script_prologue,
+        scheduler_options={"dashboard_address": None},
+        **{ACCOUNT_KEYWORD[settings.system]: settings.account})

@@ -38,6 +38,30 @@ nothing on emotion classes; probability scorers (`neg_log_loss`, `roc_auc_ovr`) 
 an inner fold whose held-out speakers lack a class, which speaker-grouped folds often have."""
 
 
+class JobQueueSettings(BaseModel):
+    """An HPC batch system's Dask workers (``dask_scheduler: jobqueue``; dask-jobqueue).
+
+    Each batch job runs `cores` single-threaded worker processes; `jobs` jobs are submitted.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: Literal["slurm", "pbs", "sge", "lsf"] = Field(description="the batch system")
+    cores: int = Field(1, ge=1, description="cores per job (one worker process each)")
+    memory: str = Field("4GB", description="memory per job, e.g. 16GB")
+    walltime: str = Field("01:00:00", description="time limit per job, HH:MM:SS (LSF: HH:MM)")
+    queue: str | None = Field(None, description="queue or partition")
+    account: str | None = Field(None, description="account or project charged")
+    jobs: int = Field(1, ge=1, description="jobs to submit")
+    interface: str | None = Field(None, description="network interface the workers reach the "
+                                  "scheduler on, e.g. ib0")
+    job_extra_directives: list[str] = Field(default_factory=list,
+                                            description="more batch directives, e.g. --exclusive")
+    job_script_prologue: list[str] = Field(
+        default_factory=list, description="shell lines before the worker starts, e.g. "
+        "'source ~/venv/bin/activate' (the workers need this environment)")
+
+
 class RunConfig(BaseModel):
     """Everything that determines a run's results.
 
@@ -79,13 +103,16 @@ class RunConfig(BaseModel):
     jobs: int = Field(2, description="parallel outer folds (-1 = all cores)")
     backend: Literal["loky", "dask"] = "loky"
     dask_scheduler: str | None = Field(
-        None, description="dask scheduler address, e.g. tcp://host:8786, or local")
+        None, description="dask scheduler address, e.g. tcp://host:8786, local, or "
+        "jobqueue (batch jobs, see `jobqueue`)")
     cache_dir: Path | None = Field(None, description="pooled-feature cache; default ~/.cache/emofusion")
     use_cache: bool = True
     seed: int = 0
     n_bootstrap: int = Field(1000, ge=100)
     mlflow: str | None = Field(None, description="log the finished run to MLflow: a folder (an "
                                "SQLite store inside) or a tracking URI; needs emofusion[tracking]")
+    jobqueue: JobQueueSettings | None = Field(
+        None, description="HPC batch jobs as Dask workers (with dask_scheduler: jobqueue)")
 
     @field_validator("systems")
     @classmethod
@@ -148,6 +175,9 @@ class RunConfig(BaseModel):
             raise ValueError("backend dask needs a scheduler: --scheduler tcp://HOST:8786 for a "
                              "running cluster, or --scheduler local for a Dask cluster of --jobs "
                              "worker processes on this machine")
+        if (self.dask_scheduler == "jobqueue") != (self.jobqueue is not None):
+            raise ValueError("dask_scheduler: jobqueue and a `jobqueue:` section (system, cores, "
+                             "memory, walltime, queue, jobs) go together in the run config")
         return self
 
     @field_validator("param_grid")

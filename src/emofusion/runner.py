@@ -214,12 +214,15 @@ def _checked_folds(data: PreparedData, config: RunConfig):
 DASK_CONNECT_SECONDS = 10
 LOCAL_SCHEDULER = "local"
 """``--scheduler local``: a Dask cluster of `local_jobs` worker processes on this machine."""
+JOBQUEUE_SCHEDULER = "jobqueue"
+"""``dask_scheduler: jobqueue``: batch jobs described by the config's ``jobqueue`` section."""
 
 
 def _dask_client(config: RunConfig):
-    """A Dask client for the scheduler at ``config.dask_scheduler``, or for a new local cluster of
-    `local_jobs` single-threaded worker processes when it is ``local``; a ConfigError naming the
-    address when it is malformed or nothing answers within DASK_CONNECT_SECONDS."""
+    """A Dask client for the scheduler at ``config.dask_scheduler``, for a new local cluster of
+    `local_jobs` single-threaded worker processes when it is ``local``, or for batch jobs
+    (``config.jobqueue``) when it is ``jobqueue``; a ConfigError naming the address when it is
+    malformed or nothing answers within DASK_CONNECT_SECONDS."""
     from emofusion.errors import require
 
     distributed = require("dask.distributed", "cluster", "The dask backend")
@@ -227,6 +230,12 @@ def _dask_client(config: RunConfig):
     if address == LOCAL_SCHEDULER:
         return distributed.Client(n_workers=local_jobs(config), threads_per_worker=1,
                                   processes=True, dashboard_address=None, set_as_default=False)
+    if address == JOBQUEUE_SCHEDULER:
+        from emofusion.cluster import jobqueue_cluster
+
+        batch = jobqueue_cluster(config.jobqueue)
+        batch.scale(jobs=config.jobqueue.jobs)
+        return distributed.Client(batch, set_as_default=False)
     try:
         return distributed.Client(address, timeout=DASK_CONNECT_SECONDS, set_as_default=False)
     except (OSError, ValueError) as exc:  # timeout / refused, or a malformed address
@@ -252,7 +261,11 @@ def _fold_outputs(todo: list, setup, config: RunConfig, console: Console):
                 console.print(f"[yellow]workers {', '.join(workers['multi_threaded'])} have "
                               "several threads, but run one fold at a time: start them with "
                               "--nthreads 1")
-            yield from cluster.run_folds(client, todo, setup)
+            try:
+                yield from cluster.run_folds(client, todo, setup)
+            finally:
+                if config.dask_scheduler == JOBQUEUE_SCHEDULER:
+                    client.cluster.close()  # cancels the batch jobs
         return
     with parallel_config(backend="loky"):
         parallel = Parallel(n_jobs=min(local_jobs(config), len(todo)),

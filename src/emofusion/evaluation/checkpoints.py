@@ -34,7 +34,7 @@ CHECKPOINT_DIR = "folds"
 RECORD_NAME = "run.json"
 FOLD_FILE = re.compile(r"fold_(\d+)\.npz")
 OPERATIONAL_FIELDS = ("out", "jobs", "backend", "dask_scheduler", "cache_dir", "use_cache",
-                      "mlflow")
+                      "mlflow", "jobqueue")
 """Config fields that do not change a run's numbers; a resumed run may change them."""
 RUN_ARTEFACTS = ("config.yaml", "predictions.csv", "metrics.json", "folds.json", "report.md",
                  "report.html", "plots", CHECKPOINT_DIR)
