@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import GridSearchCV, cross_val_score
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from emofusion.evaluation import splits as splitting
 from emofusion.models.pipeline import (
@@ -121,6 +122,8 @@ class SearchedClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, groups=None):
         """Search on X (n, ...), y (n,) class codes; `groups` (n,) are the speakers."""
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
         portfolio = len(self.candidates) > 1
         results = {}
         for name, pipeline, grid in self.candidates:
@@ -136,6 +139,7 @@ class SearchedClassifier(ClassifierMixin, BaseEstimator):
         self.inner_speakers_ = best.inner_speakers
         self.candidate_scores_ = scores if portfolio else {}
         self.classes_ = self.estimator_.classes_
+        self.n_features_in_ = self.estimator_.n_features_in_
         return self
 
     def search_record(self) -> dict[str, Any]:

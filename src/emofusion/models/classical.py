@@ -67,6 +67,31 @@ class CalibratedSVC(ClassifierMixin, BaseEstimator):
         return self.calibrated_.calibrated_classifiers_[0].estimator.predict(X)
 
 
+class NearestNeighboursClassifier(ClassifierMixin, BaseEstimator):
+    """k nearest neighbours with k capped at the number of training rows (small inner folds of
+    a small corpus can hold fewer rows than the grid's k)."""
+
+    def __init__(self, n_neighbors: int = 5):
+        self.n_neighbors = n_neighbors
+
+    def fit(self, X, y):
+        """Fit on X (n, d), y (n,)."""
+        X, y = validate_data(self, X, y)
+        self.knn_ = KNeighborsClassifier(min(self.n_neighbors, len(X))).fit(X, y)
+        self.classes_ = self.knn_.classes_
+        return self
+
+    def predict_proba(self, X):
+        """(n, n_classes) neighbour votes."""
+        check_is_fitted(self)
+        return self.knn_.predict_proba(validate_data(self, X, reset=False))
+
+    def predict(self, X):
+        """Class per row, shape (n,)."""
+        probabilities = self.predict_proba(X)
+        return self.classes_[probabilities.argmax(axis=1)]
+
+
 def _spec(name: str, description: str, build, grid=None, weighted: bool = True,
           scale_invariant: bool = False) -> None:
     register(ModelSpec(name=name, description=description, build=build, grid=grid or {},
@@ -93,8 +118,8 @@ _spec("rf", "Random forest; grid n_estimators {50,100,200} x max_depth {None,10,
 _spec("gb", "Histogram gradient boosting; grid learning_rate {0.05,0.1}",
       lambda seed, cw: HistGradientBoostingClassifier(class_weight=cw, random_state=seed),
       {"learning_rate": [0.05, 0.1]})
-_spec("knn", "k nearest neighbours; grid k {5,15,31}",
-      lambda seed, cw: KNeighborsClassifier(), {"n_neighbors": [5, 15, 31]}, weighted=False)
+_spec("knn", "k nearest neighbours; grid k {5,15,31} (at most the training rows)",
+      lambda seed, cw: NearestNeighboursClassifier(), {"n_neighbors": [5, 15, 31]}, weighted=False)
 _spec("mlp_sklearn", "scikit-learn MLP 128-64 with early stopping inside the training data",
       lambda seed, cw: MLPClassifier(hidden_layer_sizes=(128, 64), early_stopping=True,
                                      max_iter=300, random_state=seed),

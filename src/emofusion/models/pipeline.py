@@ -18,7 +18,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import get_tags
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _num_features, check_is_fitted, column_or_1d
 
 from emofusion.errors import ConfigError
 from emofusion.models.registry import ModelSpec
@@ -90,11 +92,18 @@ class GroupResampledClassifier(ClassifierMixin, BaseEstimator):
         self.method = method
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = get_tags(self.estimator).input_tags.sparse
+        return tags
+
     def _sampler(self, y):
         return make_sampler(self.method, y, self.random_state, smote=_RecordingSMOTE)
 
     def fit(self, X, y, groups=None):
         """Resample X (n, d), y (n,) and groups (n,), then fit the classifier on the result."""
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
         sampler = self._sampler(y)
         X_res, y_res = sampler.fit_resample(X, y)
         params = {}
@@ -103,7 +112,7 @@ class GroupResampledClassifier(ClassifierMixin, BaseEstimator):
                                                 np.asarray(groups), len(y_res))
         self.estimator_ = clone(self.estimator).fit(X_res, y_res, **params)
         self.classes_ = self.estimator_.classes_
-        self.n_features_in_ = np.asarray(X).shape[1]
+        self.n_features_in_ = _num_features(X)
         return self
 
     @property

@@ -80,4 +80,5 @@ class TfidfClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Class per row, shape (n,)."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        probabilities = self.predict_proba(X)
+        return self.classes_[probabilities.argmax(axis=1)]
