@@ -164,9 +164,10 @@ def _print_adaptation(table) -> None:
     console.print("speaker-adaptive model, statistics per utterance: " + ", ".join(
         f"{source} {n}" for source, n in counts.items()))
     if "training average" in counts:
-        console.print(f"{counts['training average']} utterance(s) had no enrolment and fewer than "
-                      f"{MIN_ADAPTATION_UTTERANCES} utterances of their speaker: normalised with the training speakers' "
-                      "average (give more utterances per speaker or --enrol CSV)", style="yellow")
+        console.print(f"{counts['training average']} utterance(s) had no enrolment and fewer "
+                      f"than {MIN_ADAPTATION_UTTERANCES} utterances of their speaker: normalised "
+                      "with the training speakers' average (give more utterances per speaker or "
+                      "--enrol CSV)", style="yellow")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

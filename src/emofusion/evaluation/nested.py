@@ -110,28 +110,43 @@ class SearchedClassifier(ClassifierMixin, BaseEstimator):
             on the same inner folds and the best inner score wins (the first on ties).
         inner_folds: number of speaker-grouped inner folds.
         scoring: scikit-learn scorer name.
+        size_limits: candidate name -> (max training rows, max rows x features) beyond which
+            that candidate is left out (its fits would cost too much; None = no limit). The
+            first candidate is always tried.
 
     Fitted attributes: ``estimator_`` (the refitted winner), ``model_`` (its name),
-    ``best_params_``, ``inner_score_``, ``inner_speakers_``, ``candidate_scores_``.
+    ``best_params_``, ``inner_score_``, ``inner_speakers_``, ``candidate_scores_`` (None for a
+    candidate left out by its size limit).
     """
 
-    def __init__(self, candidates=(), inner_folds: int = 3, scoring: str = "balanced_accuracy"):
+    def __init__(self, candidates=(), inner_folds: int = 3, scoring: str = "balanced_accuracy",
+                 size_limits=None):
         self.candidates = candidates
         self.inner_folds = inner_folds
         self.scoring = scoring
+        self.size_limits = size_limits
+
+    def _affordable(self, name: str, shape: tuple[int, int]) -> bool:
+        max_rows, max_cells = (self.size_limits or {}).get(name, (None, None))
+        return (max_rows is None or shape[0] <= max_rows) and (
+            max_cells is None or shape[0] * shape[1] <= max_cells)
 
     def fit(self, X, y, groups=None):
         """Search on X (n, ...), y (n,) class codes; `groups` (n,) are the speakers."""
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         portfolio = len(self.candidates) > 1
+        shape = (len(y), getattr(X, "shape", (0, 1))[1] if getattr(X, "ndim", 2) > 1 else 1)
         results = {}
-        for name, pipeline, grid in self.candidates:
+        for position, (name, pipeline, grid) in enumerate(self.candidates):
+            if position and not self._affordable(name, shape):
+                continue
             results[name] = fit_with_search(clone(pipeline), grid, X, y, groups,
                                             inner_folds=self.inner_folds, scoring=self.scoring,
                                             score_always=portfolio)
         scores = {name: r.inner_score for name, r in results.items()}
         self.model_ = max(scores, key=lambda n: -np.inf if scores[n] is None else scores[n])
+        scores.update({name: None for name, _, _ in self.candidates if name not in scores})
         best = results[self.model_]
         self.estimator_ = best.estimator
         self.best_params_ = best.best_params

@@ -79,7 +79,8 @@ class SystemPlan:
             pipeline = build_pipeline(member_spec, imbalance=self.imbalance, scaling=self.scaling,
                                       seed=self.seed)
             candidates.append((member, pipeline, grid))
-        return SearchedClassifier(candidates, self.inner_folds, self.scoring)
+        return SearchedClassifier(candidates, self.inner_folds, self.scoring,
+                                  spec.size_limits or None)
 
     def fusion_estimator(self, system: str, inputs: dict[str, Any]):
         """The unfitted late-fusion or stacking estimator over the base modalities."""

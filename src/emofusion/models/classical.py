@@ -133,6 +133,7 @@ register(ModelSpec(
     build=lambda seed, cw: TfidfClassifier(class_weight=cw, random_state=seed),
     grid={"class_weight": [None, "balanced"]}, input="text"))
 register(ModelSpec(
-    name="auto", description="Per system, the best of lda, logreg and svm_rbf (family and grid "
-    "chosen on the training speakers' inner folds)", build=_portfolio_build,
-    portfolio=("lda", "logreg", "svm_rbf"), scale_invariant=True))
+    name="auto", description="Per system, the best of lda, logreg (up to 4M rows x features) and "
+    "svm_rbf (up to 2,000 rows), family and grid chosen on the training speakers' inner folds",
+    build=_portfolio_build, portfolio=("lda", "logreg", "svm_rbf"), scale_invariant=True,
+    size_limits={"logreg": (None, 4e6), "svm_rbf": (2000, None)}))

@@ -35,6 +35,8 @@ class ModelSpec:
             column as one more modality (cells are ``str``).
         portfolio: for a portfolio (e.g. ``auto``), the member models whose families and
             grids are compared on the speaker-grouped inner folds; ``build`` is then unused.
+        size_limits: for a portfolio, member -> (max training rows, max rows x features)
+            beyond which the member is not tried (see `SearchedClassifier`).
     """
 
     name: str
@@ -47,6 +49,7 @@ class ModelSpec:
     scale_invariant: bool = False
     reads_transcripts: bool = False
     portfolio: tuple[str, ...] = ()
+    size_limits: dict[str, tuple[int | None, float | None]] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
