@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from emofusion.evaluation import splits as splitting
 from emofusion.models.pipeline import (
     CLASSIFIER_STEP,
+    FittedEstimatorPredicts,
     accepts_groups,
     classifier_prefix,
     core_classifier,
@@ -102,7 +103,7 @@ def _internal_search(classifier, fixed: dict[str, Any],
     return chosen, None if score is None else float(score)
 
 
-class SearchedClassifier(ClassifierMixin, BaseEstimator):
+class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator):
     """One model, or a portfolio of models, chosen on speaker-grouped inner folds.
 
     Args:
@@ -168,13 +169,3 @@ class SearchedClassifier(ClassifierMixin, BaseEstimator):
         if documents is not None:
             record["n_fitted_documents"] = int(documents)
         return record
-
-    def predict_proba(self, X):
-        """(n, n_classes) probabilities of the chosen model."""
-        check_is_fitted(self)
-        return self.estimator_.predict_proba(X)
-
-    def predict(self, X):
-        """Class per row, shape (n,)."""
-        check_is_fitted(self)
-        return self.estimator_.predict(X)

@@ -78,7 +78,22 @@ class _RecordingSMOTE(SMOTE):
         return X_res, y_res
 
 
-class GroupResampledClassifier(ClassifierMixin, BaseEstimator):
+class FittedEstimatorPredicts:
+    """Mixin: predictions come from the fitted `estimator_` (nothing is resampled or searched
+    at prediction time)."""
+
+    def predict_proba(self, X):
+        """(n, n_classes) probabilities of the fitted `estimator_`."""
+        check_is_fitted(self)
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        """Class per row, shape (n,)."""
+        check_is_fitted(self)
+        return self.estimator_.predict(X)
+
+
+class GroupResampledClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator):
     """Over-sample the training rows (and their speaker groups), then fit a classifier.
 
     Args:
@@ -127,15 +142,6 @@ class GroupResampledClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return getattr(self.estimator_, "best_score_", None)
 
-    def predict_proba(self, X):
-        """(n, n_classes) probabilities of the classifier (nothing is resampled here)."""
-        check_is_fitted(self)
-        return self.estimator_.predict_proba(X)
-
-    def predict(self, X):
-        """Class per row, shape (n,)."""
-        check_is_fitted(self)
-        return self.estimator_.predict(X)
 
 
 def build_pipeline(spec: ModelSpec, *, imbalance: str = "none", scaling: str = "standard",
