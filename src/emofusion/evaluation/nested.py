@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import _num_features, check_is_fitted, column_or_1d
 
 from emofusion.evaluation import splits as splitting
 from emofusion.models.pipeline import (
@@ -155,7 +155,7 @@ class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator
         self.inner_speakers_ = best.inner_speakers
         self.candidate_scores_ = scores if portfolio else {}
         self.classes_ = self.estimator_.classes_
-        self.n_features_in_ = self.estimator_.n_features_in_
+        self.n_features_in_ = _num_features(X)
         return self
 
     def search_record(self) -> dict[str, Any]:
