@@ -269,3 +269,38 @@ def test_a_fold_whose_workers_keep_dying_ends_with_a_clear_message(scheduler, cl
     message = str(outcome["error"])
     assert "a Dask worker died on every attempt at a fold" in message
     assert "--memory-limit" in message and "--resume" in message
+
+
+@pytest.mark.slow
+def test_a_lost_client_resumes_on_the_cluster_without_recomputing_saved_folds(
+        scheduler, client, data, tmp_path, loky_predictions, monkeypatch):
+    from emofusion.evaluation.checkpoints import RunFolder
+
+    config = _mlp_config(data, tmp_path / "run", scheduler)
+    save = RunFolder.save
+
+    def save_two_then_lose_the_client(folder, output):
+        if len(folder.finished()) == 2:
+            raise KeyboardInterrupt  # the client process goes away with 3 folds to do
+        save(folder, output)
+
+    monkeypatch.setattr(RunFolder, "save", save_two_then_lose_the_client)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(config, progress=False)
+    assert len(RunFolder(config.out, resume=True).finished()) == 2
+    time.sleep(1)
+    assert not [key for keys in client.processing().values() for key in keys
+                if str(key).startswith("emofusion-fold")]  # its tasks were cancelled
+    monkeypatch.setattr(RunFolder, "save", save)
+    computed = []
+    original_run_folds = cluster.run_folds
+
+    def counting_run_folds(client_, folds, setup):
+        computed.extend(fold.index for fold in folds)
+        yield from original_run_folds(client_, folds, setup)
+
+    monkeypatch.setattr(cluster, "run_folds", counting_run_folds)
+    runner.run(config, progress=False, resume=True)
+    assert len(computed) == 3
+    predictions = pd.read_csv(config.out / "predictions.csv")
+    pd.testing.assert_frame_equal(predictions, loky_predictions["mlp"], check_exact=True)
