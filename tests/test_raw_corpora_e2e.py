@@ -103,16 +103,16 @@ def test_ravdess_extract_run_train_predict(ravdess_features: Path, tmp_path: Pat
 def test_meld_extract_run_train_predict(meld_features: Path, tmp_path: Path, capsys) -> None:
     dataset = pd.read_csv(meld_features / "dataset.csv")
     assert set(dataset["split"]) == {"train", "dev", "test"}
-    assert list(dataset.columns[-1:]) == ["minilm_features"]
+    assert list(dataset.columns[-2:]) == ["minilm_features", "vader_features"]
 
     run_dir = tmp_path / "run"
     assert main(["run", str(meld_features / "dataset.csv"), "--out", str(run_dir),
                  "--split", "official"]) == 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    # the transcripts vary, so the TF-IDF transcript system runs beside the MiniLM embeddings;
-    # with one numeric modality there is no early fusion, late fusion and stacking combine both
-    assert list(metrics["systems"]) == ["minilm", "transcript", "late_vote", "late_mean",
-                                        "stacking"]
+    # the transcripts vary, so the TF-IDF transcript system runs beside the MiniLM and VADER
+    # features; early fusion concatenates the two feature sets, late fusion and stacking all three
+    assert list(metrics["systems"]) == ["minilm", "vader", "transcript", "early", "late_vote",
+                                        "late_mean", "stacking"]
     assert metrics["systems"]["minilm"]["n"] == (dataset["split"] == "test").sum()
     assert metrics["audit"]["transcript_vectoriser"]["fitted_on_test_rows"] == 0
 

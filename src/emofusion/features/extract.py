@@ -45,7 +45,7 @@ from emofusion.features.extractors.base import Extracted, ExtractionFailed, Extr
 
 MODALITY_GROUPS: dict[str, list[str]] = {
     "audio": ["egemaps", "compare", "logmel"],
-    "text": ["minilm"],
+    "text": ["minilm", "vader"],
     "visual": ["face_hog"],
 }
 """Default extractors of ``--modalities audio,text,visual``."""
