@@ -77,7 +77,8 @@ class NearestNeighboursClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Fit on X (n, d), y (n,)."""
         X, y = validate_data(self, X, y)
-        self.knn_ = KNeighborsClassifier(min(self.n_neighbors, len(X))).fit(X, y)
+        # brute force: no tree objects in saved model files (see models/saved.py)
+        self.knn_ = KNeighborsClassifier(min(self.n_neighbors, len(X)), algorithm="brute").fit(X, y)
         self.classes_ = self.knn_.classes_
         return self
 

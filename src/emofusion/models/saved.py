@@ -37,6 +37,7 @@ SAVED_MODEL_TYPES: frozenset[str] = frozenset({
     "emofusion.fusion.late.LateFusionClassifier",
     "emofusion.fusion.stacking.StackingFusionClassifier",
     "emofusion.models.classical.CalibratedSVC",
+    "emofusion.models.classical.NearestNeighboursClassifier",
     "emofusion.models.lda.ShrinkageLDA",
     "emofusion.models.pipeline.GroupResampledClassifier",
     "emofusion.models.text.TfidfClassifier",
