@@ -75,3 +75,20 @@ def test_fixed_sentences_do_not_make_a_transcript_system(clean_demo_csv, tmp_pat
                                "systems": ["unimodal"], "cache_dir": tmp_path / "c"}),
                  progress=False)
     assert "transcript" not in set(result.predictions["system"])
+
+
+def test_the_report_says_which_family_auto_chose(clean_demo_csv, tmp_path):
+    result = run(build_config({"dataset": clean_demo_csv, "out": tmp_path / "run", "split": "k3",
+                               "jobs": 1, "model": "auto", "systems": ["unimodal", "early"],
+                               "cache_dir": tmp_path / "c", "n_bootstrap": 100}), progress=False)
+    selection = result.audit["model_selection"]
+    assert set(selection) == {"visual", "acoustic", "lexical", "early"}
+    for system, entry in selection.items():
+        assert sum(entry["chosen_in_folds"].values()) == 3
+        assert set(entry["chosen_in_folds"]) <= {"lda", "logreg", "svm_rbf"}
+        for output in result.folds:
+            scores = output.searches[system]["candidate_scores"]
+            assert set(scores) == {"lda", "logreg", "svm_rbf"}
+            winner = output.searches[system]["model"]
+            assert scores[winner] == max(v for v in scores.values() if v is not None)
+    assert "Model selection" in (tmp_path / "run" / "report.md").read_text()

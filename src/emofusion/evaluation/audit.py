@@ -82,6 +82,25 @@ def vectoriser_audit(folds: list[OuterFold], searches: list[dict[str, dict]]) ->
         max(0, e["documents_fitted"] - e["training_rows"]) for e in per_fold))}
 
 
+def model_selection(searches: list[dict[str, dict]]) -> dict[str, dict[str, Any]]:
+    """Per system, how often each model family won the inner-fold search over the outer folds
+    (``auto`` portfolios; a single model wins every fold) and the mean winning inner score."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for fold in searches:
+        for system, record in fold.items():
+            if "model" not in record:
+                continue
+            entry = chosen.setdefault(system, {"chosen_in_folds": {}, "inner_scores": []})
+            wins = entry["chosen_in_folds"]
+            wins[record["model"]] = wins.get(record["model"], 0) + 1
+            if record.get("inner_score") is not None:
+                entry["inner_scores"].append(record["inner_score"])
+    return {system: {"chosen_in_folds": e["chosen_in_folds"],
+                     "mean_inner_score": round(float(np.mean(e["inner_scores"])), 4)
+                     if e["inner_scores"] else None}
+            for system, e in chosen.items()}
+
+
 def build_audit(folds: list[OuterFold], inner_splits: list[dict[str, list]], speakers: np.ndarray,
                 table: pd.DataFrame, config, model_input: str,
                 searches: list[dict[str, dict]] | None = None) -> dict[str, Any]:
@@ -113,7 +132,11 @@ def build_audit(folds: list[OuterFold], inner_splits: list[dict[str, list]], spe
             f"On average {np.mean(overlaps):.1%} of test utterances have a transcript that occurs "
             "word for word among training utterances; text models can memorise those lines. "
             "Use --split transcript to measure text without that overlap.")
-    vectoriser = vectoriser_audit(folds, searches or [{} for _ in folds])
+    searches = searches or [{} for _ in folds]
+    selection = model_selection(searches)
+    if selection:
+        audit["model_selection"] = selection
+    vectoriser = vectoriser_audit(folds, searches)
     if vectoriser["per_fold"]:
         audit["transcript_vectoriser"] = vectoriser
         audit["passed"] = audit["passed"] and vectoriser["fitted_on_test_rows"] == 0
