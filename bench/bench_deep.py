@@ -23,11 +23,15 @@ inside the measured process but outside the timed fold) through the engine's own
 ``--grid full`` runs the model's full nested grid search (about 7 fits per fold); ``--grid aids``
 runs the nested search over the training aids instead (`AID_GRIDS`: masks, mixup, learning-rate
 schedule; up to 16 candidates x inner folds, other parameters at their first candidate): each
-outer fold chooses them on its own training speakers; ``best_params`` records the choice per fold.
+outer fold chooses them on its own training speakers; ``best_params`` records the choice per
+fold. ``--scaling speaker`` normalises every speaker's inputs with that speaker's own statistics
+(pooled rows: the run's ``scaling: speaker``; frame sequences: `speaker_normalise_frames`; no
+labels are used), before the estimators' own standardisation.
 
 Prints one JSON line. Usage:
     python bench/bench_deep.py [--iemocap-folds 1] [--ravdess-split k4] [--ravdess-folds 0]
-                               [--grid first|full|aids] [--jobs 1] [--models gru,lstm]
+                               [--grid first|full|aids] [--scaling standard|speaker] [--jobs 1]
+                               [--models gru,lstm]
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def job_config(corpus: str, model: str, csv: Path, args) -> dict:
 
     spec = get_model(model)
     values = {"dataset": str(csv), "out": "/tmp/emofusion-bench-deep-unused", "model": model,
-              "use_cache": False}
+              "use_cache": False, "scaling": args.scaling}
     if corpus == "iemocap_size":
         values.update(split="speaker", systems=["early"])
         system = "model_fusion" if spec.multimodal else "early"
@@ -116,6 +120,8 @@ def worker(job: dict) -> dict:
     import emofusion.models.deep  # noqa: F401  (registers the deep models; imports torch)
     from emofusion.config import build_config
     from emofusion.evaluation.experiment import make_setup, run_fold
+    from emofusion.features.sequences import packed
+    from emofusion.features.speaker_frames import speaker_normalise_frames
     from emofusion.models.registry import get_model
     from emofusion.runner import _checked_folds, _system_inputs, prepare_data
 
@@ -128,7 +134,11 @@ def worker(job: dict) -> dict:
     folds = _checked_folds(data, config)
     if job["n_folds"]:
         folds = folds[: job["n_folds"]]
-    setup = make_setup(config, _system_inputs(data, config, spec), manifest.y,
+    inputs = _system_inputs(data, config, spec)
+    if config.scaling == "speaker":  # frame sequences: each speaker's frames with its own statistics
+        inputs = {name: packed(speaker_normalise_frames(X, manifest.speakers)) if X.dtype == object
+                  else X for name, X in inputs.items()}
+    setup = make_setup(config, inputs, manifest.y,
                        manifest.speakers, list(manifest.modalities), len(manifest.label_names))
     seconds, truth, predicted, held_out, chosen = [], [], [], [], []
     for fold in folds:
@@ -169,6 +179,7 @@ def main() -> None:
     parser.add_argument("--ravdess-split", default="k4")
     parser.add_argument("--ravdess-folds", type=int, default=0)
     parser.add_argument("--grid", choices=["first", "full", "aids"], default="first")
+    parser.add_argument("--scaling", choices=["standard", "speaker"], default="standard")
     parser.add_argument("--models", default=",".join(DEEP_MODELS),
                         help="deep models (lda, the baseline, always runs too)")
     parser.add_argument("--corpora", default="iemocap_size,ravdess")
@@ -183,7 +194,7 @@ def main() -> None:
     models = [m for m in args.models.split(",") if m]
     corpora = args.corpora.split(",")
     result: dict = {"load_average_start": list(os.getloadavg()), "cpu_count": os.cpu_count(),
-                    "grid": args.grid, "corpora": {}}
+                    "grid": args.grid, "scaling": args.scaling, "corpora": {}}
     jobs = []
     if "iemocap_size" in corpora:
         csv = ensure_iemocap_size(CACHE / "course5531")
