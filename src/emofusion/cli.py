@@ -59,6 +59,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="speaker_adaptive: each speaker normalised with its own unlabelled "
                              "utterances, test speakers included (default speaker_independent)")
     parser.add_argument("--text-model", help="model of the transcript system (default tfidf)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"],
+                        help="where PyTorch models train and predict (default cpu)")
     parser.add_argument("--transcripts", choices=["auto", "on", "off"],
                         help="transcript system beside the features (auto: when transcripts vary)")
     parser.add_argument("--imbalance", choices=["none", "class_weight", "oversample", "smote"])
@@ -73,7 +75,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _config_from_args(args: argparse.Namespace, **extra: Any) -> RunConfig:
     names = ("dataset", "features_root", "split", "model", "modalities", "scaling", "protocol",
-             "text_model", "transcripts", "imbalance",
+             "text_model", "transcripts", "device", "imbalance",
              "on_bad_file", "jobs", "backend", "dask_scheduler", "seed", "cache_dir", "use_cache",
              "systems", "mlflow")
     values = {n: getattr(args, n, None) for n in names}

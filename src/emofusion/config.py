@@ -96,6 +96,8 @@ class RunConfig(BaseModel):
     imbalance: Literal["none", "class_weight", "oversample", "smote"] = Field(
         "class_weight", description="class_weight (default): classes weighted equally, the "
         "decision rule that maximises UA, the default scoring; none: class frequencies as priors")
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "cpu", description="where PyTorch models train and predict (auto = cuda when available)")
     inner_folds: int = Field(3, ge=2, description="speaker-grouped folds of the nested search")
     scoring: str = Field("balanced_accuracy", description="inner-search criterion (sklearn scorer)")
     stacking_meta: Literal["logreg"] = "logreg"
@@ -198,6 +200,18 @@ class RunConfig(BaseModel):
         except ConfigError as exc:
             raise ValueError(str(exc)) from exc
         return self
+
+    @field_validator("device")
+    @classmethod
+    def _device_exists(cls, device: str) -> str:
+        if device == "cuda":
+            from emofusion.features.extractors.base import torch_device
+
+            try:
+                torch_device(device, "deep")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from exc
+        return device
 
     @model_validator(mode="after")
     def _declared_protocol(self) -> RunConfig:

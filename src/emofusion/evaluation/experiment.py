@@ -146,7 +146,8 @@ def make_plan(config: RunConfig, modalities: list[str], numeric: list[str]) -> S
         modalities=tuple(modalities), early_name=early, fusions=fusions,
         report_unimodal="unimodal" in config.systems or len(modalities) < 2, models=models,
         grid=config.param_grid, grid_model=config.model, imbalance=config.imbalance, scaling=config.scaling,
-        inner_folds=config.inner_folds, scoring=config.scoring, seed=config.seed)
+        inner_folds=config.inner_folds, scoring=config.scoring, seed=config.seed,
+        device=config.device)
 
 
 def make_setup(config: RunConfig, inputs: dict[str, Any], y: np.ndarray, speakers: np.ndarray,

@@ -19,7 +19,7 @@ from emofusion.evaluation.nested import SearchedClassifier
 from emofusion.features.sequences import is_pooled
 from emofusion.fusion.late import LateFusionClassifier, fit_base
 from emofusion.fusion.stacking import StackingFusionClassifier
-from emofusion.models.pipeline import build_pipeline
+from emofusion.models.pipeline import build_pipeline, classifier_prefix, core_classifier
 from emofusion.models.registry import get_model
 
 LATE_RULES = {"late_vote": "vote", "late_mean": "mean"}
@@ -40,7 +40,8 @@ class SystemPlan:
         grid: a grid that replaces the default grid of `grid_model` (the run's model; not the
             transcript model's), or None.
         grid_model: the model `grid` is for.
-        imbalance, scaling, inner_folds, scoring, seed: the run's options.
+        imbalance, scaling, inner_folds, scoring, seed, device: the run's options (`device`:
+            where PyTorch models train).
     """
 
     modalities: tuple[str, ...]
@@ -55,6 +56,7 @@ class SystemPlan:
     inner_folds: int
     scoring: str
     seed: int
+    device: str = "cpu"
 
     def systems(self) -> list[str]:
         """The reported systems, in report order."""
@@ -78,6 +80,8 @@ class SystemPlan:
             grid = self.grid if overridden else member_spec.grid
             pipeline = build_pipeline(member_spec, imbalance=self.imbalance, scaling=self.scaling,
                                       seed=self.seed)
+            if "device" in core_classifier(pipeline).get_params():  # PyTorch models
+                pipeline.set_params(**{f"{classifier_prefix(pipeline)}device": self.device})
             candidates.append((member, pipeline, grid))
         return SearchedClassifier(candidates, self.inner_folds, self.scoring,
                                   spec.size_limits or None)
