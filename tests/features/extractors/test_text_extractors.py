@@ -105,7 +105,7 @@ def test_driver_embeds_transcripts_in_batches(minilm, tmp_path):
                           "session": "1", "label": ["happy", "sad", "happy"],
                           "audio_path": "", "transcript": ["I am so happy!", "", "Great news."],
                           "video_path": "", "start": float("nan"), "end": float("nan")})
-    dataset = extract_corpus(table, ["happy", "sad"], tmp_path, ["text"], on_bad="skip",
+    dataset = extract_corpus(table, ["happy", "sad"], tmp_path, ["minilm"], on_bad="skip",
                              progress=False)
     frame = pd.read_csv(dataset)
     assert frame["utterance_id"].tolist() == ["a", "c"]
