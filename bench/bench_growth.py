@@ -5,7 +5,9 @@ For each size (default 1,000, 5,000 and 20,000 utterances; 10 speakers, the cour
 visual T ~ 30 x 2048, acoustic T ~ 10 x 128, lexical 768), the corpus is generated once (kept in
 ``--data-root``) and the default protocol (3 modalities + early + both late fusions + stacking,
 nested speaker-grouped search, leave one speaker out, 2 loky workers) runs cold (empty pooled
-cache) in a fresh process: wall and CPU seconds, peak memory (this process and its workers).
+cache) in a fresh process: wall and CPU seconds, and peak memory: the peak resident size of the
+largest single process (the main process or one worker; memory-mapped features shared by the
+workers count in each).
 
 Then, on the ``--overhead-size`` corpus with the cache warm, the same protocol with loky (2
 workers) and with ``--backend dask --scheduler local --jobs 2`` (a local Dask cluster of 2
