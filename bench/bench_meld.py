@@ -66,7 +66,8 @@ def main() -> None:
     csv, extract_seconds = ensure_features()
     work = Path(tempfile.mkdtemp(prefix="emofusion-meld-"))
     result = {"benchmark": "meld_text_4class_official",
-              "features": "minilm, vader (+ tfidf transcript system)", "cores": os.cpu_count(), "load_avg_1min_start": round(load_before, 1),
+              "features": "minilm, vader (+ tfidf transcript system)", "cores": os.cpu_count(),
+              "load_avg_1min_start": round(load_before, 1),
               "extract_or_check_seconds": round(extract_seconds, 1),
               "models": {model: run_model(csv, work, model) for model in args.models.split(",")},
               "load_avg_1min_end": round(os.getloadavg()[0], 1),
