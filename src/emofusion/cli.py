@@ -147,7 +147,8 @@ def _single_inputs(args: argparse.Namespace, model) -> dict[str, np.ndarray]:
                               "numpy.save") from exc
     if args.text and "transcript" in model.card.modalities:
         arrays["transcript"] = args.text  # the model reads the words themselves
-    if args.wav or args.video or (args.text and "transcript" not in arrays):
+    still_needed = [m for m in model.card.modalities if m not in arrays]
+    if (args.wav or args.video or args.text) and still_needed:
         if not model.card.extractors:
             raise ConfigError("this model was trained on pre-extracted features; give --npy "
                               "MODALITY=FILE.npy instead of raw media")
