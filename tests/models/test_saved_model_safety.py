@@ -196,15 +196,8 @@ def _model_names() -> list[str]:
 COMBINATIONS = [(system, "none") for system in ("unimodal", "early", "late_vote", "late_mean",
                                                 "stacking")]
 COMBINATIONS += [("early", imbalance) for imbalance in ("class_weight", "oversample", "smote")]
-# Known bug (reported): with transcripts, the per-modality systems of e2e give the e2e
-# param_grid to the transcript modality's TfidfClassifier, which has none of its parameters.
-KNOWN_BROKEN = {("e2e", system) for system in ("unimodal", "late_vote", "late_mean", "stacking")}
-
-
 def _cases() -> list:
-    return [pytest.param(model, system, imbalance, marks=pytest.mark.xfail(
-                raises=ValueError, strict=False, reason="e2e param_grid reaches TfidfClassifier"))
-            if (model, system) in KNOWN_BROKEN else (model, system, imbalance)
+    return [(model, system, imbalance)
             for model in _model_names() for system, imbalance in COMBINATIONS]
 
 
