@@ -15,12 +15,13 @@ import pandas as pd
 from emofusion.config import FUSION_SYSTEMS, TRANSCRIPT, RunConfig
 from emofusion.data.manifest import load_manifest
 from emofusion.errors import ConfigError, DataProblemError, Problem
-from emofusion.evaluation.experiment import make_setup
+from emofusion.evaluation.experiment import make_plan
 from emofusion.features.loading import check_frames, load_modality
 from emofusion.features.normalization import (
     average_statistics,
     normalise_inputs,
     speaker_statistics,
+    statistics,
 )
 from emofusion.features.pooling import pool
 from emofusion.features.sequences import as_object_array, frame_level_concatenation
@@ -51,8 +52,7 @@ def train_model(config: RunConfig, system: str) -> SavedModel:
     modalities = list(data.manifest.modalities)
     all_systems = config.model_copy(update={"systems": ["unimodal", *FUSION_SYSTEMS]})
     inputs = _system_inputs(data, config, spec)
-    plan = make_setup(all_systems, inputs, data.manifest.y, data.manifest.speakers, modalities,
-                      len(data.manifest.label_names)).plan
+    plan = make_plan(all_systems, inputs, modalities)
     if spec.multimodal and system == "early":
         system = "model_fusion"
     choices = [*modalities, *filter(None, [plan.early_name]), *plan.fusions]
@@ -139,21 +139,27 @@ def adapt_to_speakers(X: np.ndarray, card: ModelCard, modality: str, speakers,
         rows = speakers == speaker
         if source == "enrolment":
             pooled = np.vstack([pool(f, card.pooling[modality]) for f in enrolment[speaker][modality]])
-            mean, std = speaker_statistics(pooled, np.zeros(len(pooled)))[0]
+            mean, std = statistics(pooled)
         elif source == "own utterances":
-            mean, std = speaker_statistics(X[rows], np.zeros(rows.sum()))[0]
+            mean, std = statistics(X[rows])
         else:
             continue
         out[rows] = (X[rows] - mean) / std
     return out
 
 
-def _probability_table(model: SavedModel, ids, X) -> pd.DataFrame:
-    probabilities = model.predict_proba(X)
+def _prediction_table(model: SavedModel, ids, frames: dict[str, list], speakers: np.ndarray,
+                      enrolment: dict | None) -> pd.DataFrame:
+    """``utterance_id, predicted, proba_<label>...`` and, for a speaker-adaptive model,
+    ``adaptation`` (where each utterance's speaker statistics came from)."""
+    probabilities = model.predict_proba(model_inputs(model, frames, speakers, enrolment))
     labels = np.array(model.card.label_names)
     table = pd.DataFrame({"utterance_id": ids, "predicted": labels[probabilities.argmax(1)]})
     for k, name in enumerate(labels):
         table[f"proba_{name}"] = probabilities[:, k]
+    sources = adaptation_sources(model.card, speakers, set(enrolment or {}))
+    if sources:
+        table["adaptation"] = [sources[str(s)] for s in speakers]
     return table
 
 
@@ -211,12 +217,7 @@ def predict_dataset(model: SavedModel, csv_path: Path, features_root: Path | Non
     """
     ids, speakers, frames, problems = _read_frames(model, csv_path, features_root, on_bad_file,
                                                    list(model.card.modalities))
-    X = model_inputs(model, frames, speakers, enrolment)
-    table = _probability_table(model, ids, X)
-    sources = adaptation_sources(model.card, speakers, set(enrolment or {}))
-    if sources:
-        table["adaptation"] = [sources[str(s)] for s in speakers]
-    return table, problems
+    return _prediction_table(model, ids, frames, speakers, enrolment), problems
 
 
 def predict_arrays(model: SavedModel, arrays: dict[str, np.ndarray], utterance_id: str = "input",
@@ -240,10 +241,5 @@ def predict_arrays(model: SavedModel, arrays: dict[str, np.ndarray], utterance_i
             raise ConfigError(f"{modality}: width {check.frames.shape[1]}, but the model expects "
                               f"{width} (features must come from the same extractor as in training)")
         frames[modality] = [check.frames]
-    speakers = np.array([speaker])
-    table = _probability_table(model, [utterance_id], model_inputs(model, frames, speakers, enrolment))
-    sources = adaptation_sources(model.card, speakers, set(enrolment or {}))
-    if sources:
-        table["adaptation"] = sources[speaker]
-    return table
+    return _prediction_table(model, [utterance_id], frames, np.array([speaker]), enrolment)
 

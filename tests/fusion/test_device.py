@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from emofusion.config import build_config
@@ -12,7 +13,8 @@ from emofusion.models.pipeline import core_classifier
 
 def _base(model: str, device: str):
     config = build_config({"dataset": "d.csv", "model": model, "device": device})
-    [(_, pipeline, _)] = make_plan(config, ["a", "b"], ["a", "b"]).base_estimator("a").candidates
+    inputs = {"a": np.zeros((4, 2)), "b": np.zeros((4, 2))}
+    [(_, pipeline, _)] = make_plan(config, inputs, ["a", "b"]).base_estimator("a").candidates
     return core_classifier(pipeline)
 
 

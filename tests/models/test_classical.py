@@ -19,7 +19,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from emofusion.config import RunConfig, build_config
 from emofusion.errors import ConfigError
-from emofusion.evaluation.experiment import make_setup
+from emofusion.evaluation.experiment import make_plan
 from emofusion.evaluation.nested import fit_with_search
 from emofusion.fusion.late import LateFusionClassifier, combine_probabilities
 from emofusion.models.classical import ShrinkageLDA
@@ -165,7 +165,7 @@ def test_course_grids_are_expressible_through_the_config(tmp_path, model, grid):
     spec = get_model(model)
     inputs = {"a": np.zeros((4, 2)), "b": np.zeros((4, 2)), "early": np.zeros((4, 4))}
     def searched_grid(config) -> dict:
-        plan = make_setup(config, inputs, np.zeros(4, int), np.array(list("wxyz")), ["a", "b"], 2).plan
+        plan = make_plan(config, inputs, ["a", "b"])
         [(name, _, searched)] = plan.base_estimator("a").candidates
         assert name == model
         return searched

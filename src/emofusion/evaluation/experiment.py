@@ -28,7 +28,7 @@ from emofusion.fusion.systems import (
     SystemPlan,
     fit_systems,
     search_records,
-    system_input,
+    system_inputs,
     take_rows,
 )
 
@@ -90,8 +90,8 @@ def run_fold(fold: OuterFold, setup: FoldSetup) -> FoldOutput:
         train, test = take_rows(inputs, fold.train), take_rows(inputs, fold.test)
         systems = fit_systems(plan, train, setup.y[fold.train], setup.speakers[fold.train],
                               plan.systems())
-        probabilities = {name: full_probabilities(model, system_input(plan, name, test),
-                                                  setup.n_classes)
+        test_inputs = system_inputs(plan, test, list(systems))
+        probabilities = {name: full_probabilities(model, test_inputs[name], setup.n_classes)
                          for name, model in systems.items()}
     return FoldOutput(fold, probabilities, search_records(systems), time.perf_counter() - start)
 
@@ -125,12 +125,13 @@ def predictions_table(outputs: list[FoldOutput], table: pd.DataFrame, y: np.ndar
     return pd.concat(frames, ignore_index=True)
 
 
-def make_plan(config: RunConfig, modalities: list[str], numeric: list[str]) -> SystemPlan:
-    """The systems a config asks for, over these base modalities (`numeric`: the pooled ones,
-    which early fusion concatenates)."""
+def make_plan(config: RunConfig, inputs: dict[str, Any], modalities: list[str]) -> SystemPlan:
+    """The systems a config asks for, over these base modalities (`inputs`: their matrices; early
+    fusion concatenates the pooled ones)."""
     from emofusion.models.registry import get_model
 
     spec = get_model(config.model)
+    numeric = [m for m in modalities if is_pooled(inputs[m])]
     early = None
     concatenable = spec.multimodal or spec.input == "sequence" or len(numeric) >= 2
     if "early" in config.systems and concatenable:
@@ -145,14 +146,13 @@ def make_plan(config: RunConfig, modalities: list[str], numeric: list[str]) -> S
     return SystemPlan(
         modalities=tuple(modalities), early_name=early, fusions=fusions,
         report_unimodal="unimodal" in config.systems or len(modalities) < 2, models=models,
-        grid=config.param_grid, grid_model=config.model, imbalance=config.imbalance, scaling=config.scaling,
-        inner_folds=config.inner_folds, scoring=config.scoring, seed=config.seed,
+        grid=config.param_grid, grid_model=config.model, imbalance=config.imbalance,
+        scaling=config.scaling, inner_folds=config.inner_folds, scoring=config.scoring, seed=config.seed,
         device=config.device)
 
 
 def make_setup(config: RunConfig, inputs: dict[str, Any], y: np.ndarray, speakers: np.ndarray,
                modalities: list[str], n_classes: int) -> FoldSetup:
     """The fold workers' shared setup from a config and prepared inputs."""
-    numeric = [m for m in modalities if is_pooled(inputs[m])]
     return FoldSetup(inputs=inputs, y=y, speakers=speakers,
-                     plan=make_plan(config, modalities, numeric), n_classes=n_classes)
+                     plan=make_plan(config, inputs, modalities), n_classes=n_classes)

@@ -17,10 +17,14 @@ from emofusion.features.sequences import is_pooled
 Stats = tuple[np.ndarray, np.ndarray]
 
 
+def statistics(X: np.ndarray) -> Stats:
+    """The (mean, std) vectors (d,) of the rows of X (n, d); std floored by 1e-8."""
+    return X.mean(axis=0), X.std(axis=0) + 1e-8
+
+
 def speaker_statistics(X: np.ndarray, speakers: np.ndarray) -> dict[str, Stats]:
     """Per speaker, the (mean, std) vectors (d,) of its rows of X (n, d)."""
-    return {s: (X[speakers == s].mean(axis=0), X[speakers == s].std(axis=0) + 1e-8)
-            for s in np.unique(speakers)}
+    return {s: statistics(X[speakers == s]) for s in np.unique(speakers)}
 
 
 def average_statistics(stats: dict[str, Stats]) -> Stats:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from emofusion.features.normalization import Stats, average_statistics
+from emofusion.features.normalization import Stats, average_statistics, statistics
 from emofusion.features.sequences import pack_frames
 
 
 def _frame_statistics(cells: list[np.ndarray]) -> Stats:
-    """(mean, std) (d,) over all frames of these (T_i, d) cells; std as in speaker_statistics."""
-    frames = np.concatenate(cells).astype(np.float64)
-    return frames.mean(axis=0), frames.std(axis=0) + 1e-8
+    """(mean, std) (d,) over all frames of these (T_i, d) cells."""
+    return statistics(np.concatenate(cells).astype(np.float64))
 
 
 def _is_frame_column(column: np.ndarray) -> bool:

@@ -122,11 +122,12 @@ def fusion_input(inputs: dict[str, Any], modalities: tuple[str, ...]):
     return cells
 
 
-def system_input(plan: SystemPlan, system: str, inputs: dict[str, Any]):
-    """What `system`'s estimator consumes, from the per-input matrices."""
-    if system in plan.fusions:
-        return fusion_input(inputs, plan.modalities)
-    return inputs[system]
+def system_inputs(plan: SystemPlan, inputs: dict[str, Any], systems: list[str]) -> dict[str, Any]:
+    """What each system's estimator consumes, from the per-input matrices (the fusion input is
+    built once and shared by late fusion and stacking)."""
+    fusions = [s for s in systems if s in plan.fusions]
+    fused = fusion_input(inputs, plan.modalities) if fusions else None
+    return {s: fused if s in fusions else inputs[s] for s in systems}
 
 
 def take_rows(inputs: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def fit_systems(plan: SystemPlan, inputs: dict[str, Any], y: np.ndarray, groups:
         wanted: system names (see `SystemPlan.systems`).
 
     Returns:
-        system name -> fitted estimator taking `system_input(plan, name, ...)`.
+        system name -> fitted estimator taking that system's entry of `system_inputs`.
     """
     fitted = {name: fit_base(plan.base_estimator(name), inputs[name], y, groups)
               for name in plan.base_names(wanted)}
