@@ -137,7 +137,7 @@ class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         portfolio = len(self.candidates) > 1
-        shape = (len(y), _num_features(X))
+        shape = (len(y), getattr(X, "shape", (0, 1))[1] if getattr(X, "ndim", 2) > 1 else 1)
         results = {}
         for position, (name, pipeline, grid) in enumerate(self.candidates):
             if position and not self._affordable(name, shape):
