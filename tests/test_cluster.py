@@ -2,9 +2,10 @@
 (two single-threaded worker processes under nannies) started on 127.0.0.1 by the module fixture,
 stopped at the end even when a test fails.
 
-The dask run's predictions must equal the loky run's exactly (LDA and the PyTorch MLP), the fold
-setup travels once per worker (a task carries only its fold), a worker killed with SIGKILL in the
-middle of a fold changes nothing, and mismatched versions or workers that keep dying end the run
+The dask run's predictions must equal the loky run's exactly (LDA and the PyTorch MLP), a run
+schedules one task per fold and base system, the fold setup travels once per worker (a task
+carries only its fold and base), a worker killed with SIGKILL in the middle of a task changes
+nothing, and mismatched versions or workers that keep dying end the run
 with one clear message.
 """
 
@@ -133,20 +134,44 @@ def loky_predictions(data, tmp_path_factory, predictions_only) -> dict[str, pd.D
             "mlp": _run(data, base / "mlp", MLP_CONFIG)}
 
 
+@pytest.fixture
+def submitted_keys(monkeypatch) -> list[str]:
+    """The key of every task `cluster.run_folds` submits."""
+    keys: list[str] = []
+    real = cluster.submit_tasks
+
+    def recording(*args):
+        futures = real(*args)
+        keys.extend(future.key for future in futures)
+        return futures
+
+    monkeypatch.setattr(cluster, "submit_tasks", recording)
+    return keys
+
+
+BASES = ("visual", "acoustic", "lexical", "early")
+"""The base systems of the demo data: one task each per fold (late fusion is combined)."""
+
+
 @pytest.mark.parametrize("model, config_text", [("lda", FAST), ("mlp", MLP_CONFIG)],
                          ids=["lda", "mlp"])
 def test_dask_run_reproduces_the_loky_predictions(model, config_text, scheduler, client, data,
-                                                  loky_predictions, tmp_path):
+                                                  loky_predictions, tmp_path, submitted_keys,
+                                                  capsys):
     predictions = _run(data, tmp_path / model, config_text, "--backend", "dask", "--scheduler",
                        scheduler)
     pd.testing.assert_frame_equal(predictions, loky_predictions[model], check_exact=True)
+    assert "5 folds (20 tasks) on 2 Dask workers" in capsys.readouterr().err
+    tasks = {tuple(key.split("-")[2:4]) for key in submitted_keys}  # emofusion-fold-NN-BASE-id
+    assert len(submitted_keys) == 20
+    assert tasks == {(f"{fold:02d}", base) for fold in range(5) for base in BASES}
 
 
 @pytest.mark.slow
 def test_scheduler_local_starts_a_cluster_of_jobs_processes(data, loky_predictions, tmp_path,
                                                            capsys):
     predictions = _run(data, tmp_path / "lda", FAST, "--backend", "dask", "--scheduler", "local")
-    assert "5 folds on 2 Dask workers (2 threads)" in capsys.readouterr().err  # --jobs 2
+    assert "5 folds (20 tasks) on 2 Dask workers (2 threads)" in capsys.readouterr().err
     pd.testing.assert_frame_equal(predictions, loky_predictions["lda"], check_exact=True)
 
 
@@ -169,11 +194,11 @@ def test_the_fold_setup_travels_once_per_worker_and_tasks_carry_only_their_fold(
     try:
         holders = client.who_has([future])[future.key]
         assert sorted(holders) == sorted(client.nthreads())  # one copy on every worker
-        per_task = [cluster.task_bytes(fold, future) for fold in folds]
+        per_task = [cluster.task_bytes(fold, base, future) for fold in folds for base in BASES]
         print(f"\nfold setup {setup_bytes} bytes, sent once per worker; "
               f"bytes per task: {min(per_task)}-{max(per_task)}")
         assert max(per_task) < setup_bytes / 20
-        assert max(per_task) < 4096  # the function, ~60 row indices and the setup's key
+        assert max(per_task) < 4096  # the function, ~60 row indices, a name, the setup's key
     finally:
         client.cancel([future])
 
@@ -205,7 +230,7 @@ def test_dask_without_a_scheduler_is_refused(data, tmp_path, capsys):
 
 
 def _kill_a_worker_during_a_fold(client: distributed.Client, deadline: float) -> str:
-    """SIGKILL the process of a worker while it computes a fold; returns its address."""
+    """SIGKILL the process of a worker while it computes a fold's task; returns its address."""
     while time.monotonic() < deadline:
         busy = [address for address, keys in client.processing().items()
                 if any(str(key).startswith("emofusion-fold") for key in keys)]
@@ -267,7 +292,7 @@ def test_a_fold_whose_workers_keep_dying_ends_with_a_clear_message(scheduler, cl
         client.run_on_scheduler(_set_allowed_failures(3))
     assert isinstance(outcome.get("error"), cluster.ClusterError), outcome
     message = str(outcome["error"])
-    assert "a Dask worker died on every attempt at a fold" in message
+    assert "a Dask worker died on every attempt at a task" in message
     assert "--memory-limit" in message and "--resume" in message
 
 

@@ -1,16 +1,20 @@
 """Outer folds on a Dask cluster (``--backend dask --scheduler tcp://HOST:PORT``).
 
+* Each outer fold is one task per base system (`experiment.fold_tasks`: a modality, the
+  transcript system, ``early`` / ``model_fusion``), so a run of 10 folds and 4 bases keeps 40
+  workers busy; the client combines a fold's late fusion and stacking when all its tasks are done
+  (`experiment.combined_folds`).
 * The fold setup (every feature matrix, labels, speakers, plan) is scattered to every worker
-  once per run (`scatter_setup`); each task then carries only its fold (train/test row indices)
-  and a reference to the scattered setup (`task_bytes` measures it).
-* A worker process runs one fold at a time (`run_fold_alone`): folds change process-wide
-  settings (BLAS thread limits, torch threads, torch's global random generator), so two folds as
+  once per run (`scatter_setup`); each task then carries only its fold (train/test row indices),
+  its base system's name and a reference to the scattered setup (`task_bytes` measures it).
+* A worker process runs one task at a time (`run_base_alone`): tasks change process-wide
+  settings (BLAS thread limits, torch threads, torch's global random generator), so two tasks as
   threads of one worker would race. Start workers with ``--nthreads 1`` (and ``--nworkers N``)
   so that no worker thread waits on another.
-* Before any fold, the workers' library versions must equal this process's
+* Before any task, the workers' library versions must equal this process's
   (`check_worker_versions`): a fold computed with another scikit-learn is another experiment.
-* A worker that dies (killed, out of memory) loses its fold, which Dask reruns on another
-  worker; a fold that kills `distributed.scheduler.allowed-failures` workers in a row ends the
+* A worker that dies (killed, out of memory) loses its task, which Dask reruns on another
+  worker; a task that kills `distributed.scheduler.allowed-failures` workers in a row ends the
   run with a `ClusterError` (the finished folds stay saved; ``--resume`` continues).
 """
 
@@ -26,7 +30,14 @@ import cloudpickle
 
 from emofusion.config import JobQueueSettings
 from emofusion.errors import EmofusionError, require
-from emofusion.evaluation.experiment import FoldOutput, FoldSetup, run_fold
+from emofusion.evaluation.experiment import (
+    BaseOutput,
+    FoldOutput,
+    FoldSetup,
+    combined_folds,
+    fold_tasks,
+    run_base,
+)
 from emofusion.evaluation.splits import OuterFold
 
 CHECKED_DISTRIBUTIONS = ("numpy", "scipy", "scikit-learn", "pandas", "joblib", "torch",
@@ -38,7 +49,7 @@ JOBQUEUE_CLUSTERS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECl
 ACCOUNT_KEYWORD = {"slurm": "account", "pbs": "account", "sge": "project", "lsf": "project"}
 """dask-jobqueue's name of the account charged, per batch system."""
 
-_ONE_FOLD_AT_A_TIME = threading.Lock()
+_ONE_TASK_AT_A_TIME = threading.Lock()
 
 
 class ClusterError(EmofusionError):
@@ -82,10 +93,10 @@ def check_worker_versions(client) -> None:
             "them")
 
 
-def run_fold_alone(fold: OuterFold, setup: FoldSetup) -> FoldOutput:
-    """`run_fold`, never concurrently with another fold of the same worker process."""
-    with _ONE_FOLD_AT_A_TIME:
-        return run_fold(fold, setup)
+def run_base_alone(fold: OuterFold, name: str, setup: FoldSetup) -> BaseOutput:
+    """`run_base`, never concurrently with another task of the same worker process."""
+    with _ONE_TASK_AT_A_TIME:
+        return run_base(fold, name, setup)
 
 
 def scatter_setup(client, setup: FoldSetup):
@@ -93,31 +104,38 @@ def scatter_setup(client, setup: FoldSetup):
     return client.scatter(setup, broadcast=True, hash=False)
 
 
-def task_bytes(fold: OuterFold, setup_future) -> int:
-    """Bytes of one fold task as the client ships it: the function, the fold and the setup's
-    key (the scattered setup itself is not in it)."""
-    return len(cloudpickle.dumps((run_fold_alone, fold, setup_future)))
+def task_bytes(fold: OuterFold, name: str, setup_future) -> int:
+    """Bytes of one task as the client ships it: the function, the fold, the base system's name
+    and the setup's key (the scattered setup itself is not in it)."""
+    return len(cloudpickle.dumps((run_base_alone, fold, name, setup_future)))
+
+
+def submit_tasks(client, folds: list[OuterFold], setup: FoldSetup, setup_future) -> list:
+    """One future per (fold, base system) task (`fold_tasks`); keys ``emofusion-fold-NN-BASE-*``."""
+    run_id = uuid.uuid4().hex[:8]
+    return [client.submit(run_base_alone, fold, name, setup_future, pure=False,
+                          key=f"emofusion-fold-{fold.index:02d}-{name}-{run_id}")
+            for fold, name in fold_tasks(folds, setup)]
 
 
 def run_folds(client, folds: list[OuterFold], setup: FoldSetup) -> Iterator[FoldOutput]:
-    """Each fold's output as it finishes on the cluster behind `client` (in finishing order).
+    """Each fold's output as soon as all its tasks have finished on the cluster behind `client`
+    (`combined_folds`; in finishing order).
 
     Raises:
-        ClusterError: the workers' versions differ, or a fold's task killed too many workers.
+        ClusterError: the workers' versions differ, or a task killed too many workers.
     """
     from distributed import KilledWorker, as_completed
 
     check_worker_versions(client)
     setup_future = scatter_setup(client, setup)
-    run_id = uuid.uuid4().hex[:8]
-    futures = [client.submit(run_fold_alone, fold, setup_future, pure=False,
-                             key=f"emofusion-fold-{fold.index:02d}-{run_id}") for fold in folds]
+    futures = submit_tasks(client, folds, setup, setup_future)
     try:
-        for future in as_completed(futures, loop=client.loop):
-            yield future.result()
+        finished = as_completed(futures, with_results=True, loop=client.loop)
+        yield from combined_folds(folds, setup, (output for _, output in finished))
     except KilledWorker as exc:
         raise ClusterError(
-            f"a Dask worker died on every attempt at a fold ({exc}); workers die when they run "
+            f"a Dask worker died on every attempt at a task ({exc}); workers die when they run "
             "out of memory (give each more, e.g. `dask worker --memory-limit 8GB`, or start "
             "fewer per machine) or crash. The finished folds are saved: rerun with --resume "
             "to continue") from exc

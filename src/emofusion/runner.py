@@ -23,9 +23,11 @@ from emofusion.evaluation.audit import build_audit
 from emofusion.evaluation.checkpoints import RunFolder
 from emofusion.evaluation.experiment import (
     FoldOutput,
+    combined_folds,
+    fold_tasks,
     make_setup,
     predictions_table,
-    run_fold,
+    run_base,
     system_kinds,
 )
 from emofusion.evaluation.splits import (
@@ -247,19 +249,21 @@ def _dask_client(config: RunConfig):
 
 
 def _fold_outputs(todo: list, setup, config: RunConfig, console: Console):
-    """Each fold's output as it finishes: on the Dask cluster (one task per fold, the setup
-    scattered once; its workers' threads set the parallelism) or in `local_jobs` loky
-    processes."""
+    """Each fold's output as it finishes. A fold is one task per base system (`fold_tasks`),
+    combined when all its tasks are done: on the Dask cluster (the setup scattered once; its
+    workers' threads set the parallelism) or in `local_jobs` loky processes (each task receives
+    only its base's input)."""
+    tasks = fold_tasks(todo, setup)
     if config.backend == "dask":
         from emofusion import cluster
 
         with _dask_client(config) as client:
             workers = cluster.worker_summary(client)
-            console.print(f"{len(todo)} folds on {workers['workers']} Dask workers "
-                          f"({workers['threads']} threads)")
+            console.print(f"{len(todo)} folds ({len(tasks)} tasks) on {workers['workers']} Dask "
+                          f"workers ({workers['threads']} threads)")
             if workers["multi_threaded"]:
                 console.print(f"[yellow]workers {', '.join(workers['multi_threaded'])} have "
-                              "several threads, but run one fold at a time: start them with "
+                              "several threads, but run one task at a time: start them with "
                               "--nthreads 1")
             try:
                 yield from cluster.run_folds(client, todo, setup)
@@ -268,9 +272,11 @@ def _fold_outputs(todo: list, setup, config: RunConfig, console: Console):
                     client.cluster.close()  # cancels the batch jobs
         return
     with parallel_config(backend="loky"):
-        parallel = Parallel(n_jobs=min(local_jobs(config), len(todo)),
+        parallel = Parallel(n_jobs=min(local_jobs(config), len(tasks)),
                             return_as="generator_unordered")
-        yield from parallel(delayed(run_fold)(fold, setup) for fold in todo)
+        outputs = parallel(delayed(run_base)(fold, name, setup.for_base(name))
+                           for fold, name in tasks)
+        yield from combined_folds(todo, setup, outputs)
 
 
 def local_jobs(config: RunConfig) -> int:

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import emofusion
+import emofusion.evaluation.experiment as experiment
 import emofusion.runner as runner
 from emofusion.atomic import atomic_open
 from emofusion.cli import main
@@ -35,15 +36,15 @@ def _config(csv: Path, out: Path, **changes) -> RunConfig:
 
 @pytest.fixture
 def fold_calls(monkeypatch) -> list[int]:
-    """Index of every fold `emofusion.run` computes (with jobs=1 the folds run in this process)."""
+    """Index of every fold `emofusion.run` computes (combined in this process from its tasks)."""
     calls: list[int] = []
-    real = runner.run_fold
+    real = experiment.combine_fold
 
-    def counted(fold, setup):
+    def counted(fold, setup, bases):
         calls.append(fold.index)
-        return real(fold, setup)
+        return real(fold, setup, bases)
 
-    monkeypatch.setattr(runner, "run_fold", counted)
+    monkeypatch.setattr(experiment, "combine_fold", counted)
     return calls
 
 

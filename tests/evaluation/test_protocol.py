@@ -199,7 +199,7 @@ def test_no_test_row_or_test_speaker_reaches_anything_fitted(clean_demo_csv, tmp
         for n_rows, fold_speakers in searched:
             assert n_rows == len(fold.train)
             assert fold_speakers == train_speakers
-        assert stacking_groups == [train_speakers]
+        assert stacking_groups == [train_speakers] * 4  # each modality's folds, the record's
         assert meta_rows == [len(fold.train)]  # the meta-learner saw training speakers only
         assert set(output.probabilities) == {*systems, "late_vote", "late_mean", "stacking"}
         for probabilities in output.probabilities.values():

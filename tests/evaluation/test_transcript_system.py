@@ -37,18 +37,18 @@ def test_transcripts_join_the_run_and_the_vectoriser_never_sees_test_text(
 
     current: dict = {}
     fits: list[tuple[int, set[str]]] = []
-    real_fit, real_run_fold = TfidfClassifier.fit, runner.run_fold
+    real_fit, real_run_base = TfidfClassifier.fit, runner.run_base
 
     def recording_fit(self, X, y):
         fits.append((current["fold"], {str(t) for t in np.asarray(X, dtype=object).ravel()}))
         return real_fit(self, X, y)
 
-    def tracking_run_fold(fold, setup):
+    def tracking_run_base(fold, name, setup):
         current["fold"] = fold.index
-        return real_run_fold(fold, setup)
+        return real_run_base(fold, name, setup)
 
     monkeypatch.setattr(TfidfClassifier, "fit", recording_fit)
-    monkeypatch.setattr(runner, "run_fold", tracking_run_fold)  # jobs=1: folds run here
+    monkeypatch.setattr(runner, "run_base", tracking_run_base)  # jobs=1: tasks run here
     result = run(build_config({"dataset": transcript_csv, "out": tmp_path / "run", "split": "k3",
                                "jobs": 1, "cache_dir": tmp_path / "cache"}), progress=False)
     assert {"transcript", "early", "late_mean", "stacking"} <= set(result.predictions["system"])

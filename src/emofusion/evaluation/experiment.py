@@ -1,5 +1,6 @@
 """Run a whole experiment: load and check the data, split by speaker, train every system on
-every outer fold (folds in parallel), and write the run folder.
+every outer fold, and write the run folder. The work of a fold is split into one task per base
+system (`run_base`; tasks of all folds run in parallel), then combined (`combine_fold`).
 
 Systems computed per outer fold:
 
@@ -13,7 +14,9 @@ Systems computed per outer fold:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,10 +29,9 @@ from emofusion.features.normalization import normalise_inputs
 from emofusion.features.sequences import is_pooled
 from emofusion.fusion.systems import (
     SystemPlan,
-    fit_systems,
-    search_records,
-    system_inputs,
-    take_rows,
+    fit_base_system,
+    fused_probabilities,
+    search_record,
 )
 
 
@@ -58,6 +60,11 @@ class FoldSetup:
     def modalities(self) -> list[str]:
         return list(self.plan.modalities)
 
+    def for_base(self, name: str) -> FoldSetup:
+        """This setup with only base system `name`'s input: what its tasks need (a local worker
+        then receives only that input)."""
+        return replace(self, inputs={name: self.inputs[name]})
+
 
 @dataclass
 class FoldOutput:
@@ -80,20 +87,94 @@ def full_probabilities(model, X, n_classes: int) -> np.ndarray:
     return out
 
 
-def run_fold(fold: OuterFold, setup: FoldSetup) -> FoldOutput:
-    """Fit every system on the fold's training speakers (`fusion.systems.fit_systems`, the same
-    code `emofusion train` runs) and predict its test speakers."""
+@dataclass
+class BaseOutput:
+    """What one base system (`SystemPlan.base_names`) produced on one outer fold: one task.
+
+    Attributes:
+        fold: the outer fold's index.
+        name: the base system.
+        probabilities: (n_test, n_classes) probabilities of the fold's test rows.
+        search: what its search chose (`fusion.systems.search_record`).
+        out_of_fold: (n_train, n_classes) stacking out-of-fold probabilities of the training
+            rows, or None when the run has no stacking over this base.
+        seconds: wall time of the task.
+    """
+
+    fold: int
+    name: str
+    probabilities: np.ndarray
+    search: dict[str, Any]
+    out_of_fold: np.ndarray | None
+    seconds: float
+
+
+def fold_bases(setup: FoldSetup) -> list[str]:
+    """The base systems each outer fold fits, one task each."""
+    return setup.plan.base_names(setup.plan.systems())
+
+
+def run_base(fold: OuterFold, name: str, setup: FoldSetup) -> BaseOutput:
+    """Fit base system `name` on the fold's training speakers (`fusion.systems.fit_base_system`,
+    the code `emofusion train` runs) and predict its test speakers."""
     start = time.perf_counter()
     plan = setup.plan
     with threadpool_limits(limits=setup.blas_threads):
-        inputs = normalise_inputs(setup.inputs, setup.speakers, plan.scaling, fold.train)
-        train, test = take_rows(inputs, fold.train), take_rows(inputs, fold.test)
-        systems = fit_systems(plan, train, setup.y[fold.train], setup.speakers[fold.train],
-                              plan.systems())
-        test_inputs = system_inputs(plan, test, list(systems))
-        probabilities = {name: full_probabilities(model, test_inputs[name], setup.n_classes)
-                         for name, model in systems.items()}
-    return FoldOutput(fold, probabilities, search_records(systems), time.perf_counter() - start)
+        X = normalise_inputs({name: setup.inputs[name]}, setup.speakers, plan.scaling,
+                             fold.train)[name]
+        fitted = fit_base_system(plan, name, X[fold.train], setup.y[fold.train],
+                                 setup.speakers[fold.train], plan.stacks(name))
+        probabilities = full_probabilities(fitted.estimator, X[fold.test], setup.n_classes)
+    return BaseOutput(fold.index, name, probabilities, search_record(fitted.estimator),
+                      fitted.out_of_fold, time.perf_counter() - start)
+
+
+def combine_fold(fold: OuterFold, setup: FoldSetup, bases: list[BaseOutput]) -> FoldOutput:
+    """The fold's output from its base tasks' outputs: the reported base systems as they are,
+    late fusion and stacking from the bases' probabilities (`fusion.systems.fused_probabilities`;
+    cheap: no model is fitted but the stacking meta-learner)."""
+    start = time.perf_counter()
+    plan = setup.plan
+    done = {base.name: base for base in bases}
+    modalities = [done[m] for m in plan.modalities if plan.fusions]
+    probabilities, searches = {}, {}
+    with threadpool_limits(limits=setup.blas_threads):
+        for name in plan.systems():
+            if name in done:
+                probabilities[name], record = done[name].probabilities, done[name].search
+            else:
+                probabilities[name], record = fused_probabilities(
+                    plan, name, [m.probabilities for m in modalities],
+                    [m.out_of_fold for m in modalities], setup.y[fold.train],
+                    setup.speakers[fold.train])
+            if record is not None:
+                searches[name] = record
+    seconds = sum(base.seconds for base in bases) + time.perf_counter() - start
+    return FoldOutput(fold, probabilities, searches, seconds)
+
+
+def fold_tasks(folds: list[OuterFold], setup: FoldSetup) -> list[tuple[OuterFold, str]]:
+    """(fold, base system) per task of a run, fold by fold."""
+    return [(fold, name) for fold in folds for name in fold_bases(setup)]
+
+
+def combined_folds(folds: list[OuterFold], setup: FoldSetup,
+                   outputs: Iterable[BaseOutput]) -> Iterator[FoldOutput]:
+    """Each fold's output (`combine_fold`) as soon as all its base tasks' `outputs` (in any
+    order) have arrived."""
+    by_index = {fold.index: fold for fold in folds}
+    expected = len(fold_bases(setup))
+    pending: dict[int, list[BaseOutput]] = defaultdict(list)
+    for output in outputs:
+        pending[output.fold].append(output)
+        if len(pending[output.fold]) == expected:
+            yield combine_fold(by_index[output.fold], setup, pending.pop(output.fold))
+
+
+def run_fold(fold: OuterFold, setup: FoldSetup) -> FoldOutput:
+    """Every system of one outer fold in this process: its base tasks one after the other, then
+    their combination (a run spreads the base tasks over its workers instead)."""
+    return combine_fold(fold, setup, [run_base(fold, name, setup) for name in fold_bases(setup)])
 
 
 def system_kinds(setup: FoldSetup) -> dict[str, str]:

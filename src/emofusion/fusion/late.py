@@ -94,9 +94,14 @@ class LateFusionClassifier(ClassifierMixin, BaseEstimator):
         return [est.predict_proba(select_columns(X, cols))
                 for est, cols in zip(self.estimators_, self.columns, strict=True)]
 
+    def fuse(self, probabilities: list[np.ndarray]) -> np.ndarray:
+        """Fused (n, n_classes) scores of the modality models' (n, n_classes) probabilities (one
+        array per modality, in `estimators` order); needs no fitting."""
+        return combine_probabilities(probabilities, self.rule)
+
     def predict_proba(self, X):
         """Fused (n, n_classes) scores."""
-        return combine_probabilities(self.modality_probabilities(X), self.rule)
+        return self.fuse(self.modality_probabilities(X))
 
     def predict(self, X):
         """Fused class per row, shape (n,)."""

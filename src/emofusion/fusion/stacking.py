@@ -82,6 +82,16 @@ def out_of_fold_probabilities(estimator, X, y: np.ndarray, folds, n_classes: int
     return out
 
 
+def modality_out_of_fold(estimator, X, y: np.ndarray, groups: np.ndarray | None, n_folds: int,
+                         seed: int = 0) -> np.ndarray:
+    """(n, n_classes) out-of-fold probabilities of one fitted modality estimator on the rows it
+    was fitted on (X, y with these speaker `groups`), over the stacking inner folds
+    (`inner_folds` of `n_folds`, `seed`); classes are the sorted values of `y`."""
+    classes, codes = np.unique(y, return_inverse=True)
+    folds = inner_folds(codes, groups, n_folds, seed)
+    return out_of_fold_probabilities(estimator, X, codes, folds, len(classes), groups)
+
+
 class StackingFusionClassifier(ClassifierMixin, BaseEstimator):
     """Per-modality classifiers whose out-of-fold probabilities feed a meta-learner.
 
@@ -105,28 +115,46 @@ class StackingFusionClassifier(ClassifierMixin, BaseEstimator):
         """Fit on X (n, d_total), y (n,); `groups` (speakers) make the inner folds speaker-free
         and reach the modality estimators that search or stop early by speaker."""
         _, codes = np.unique(y, return_inverse=True)
-        fitted = [fit_base(est, select_columns(X, cols), codes, groups)
-                  for (_, est), cols in zip(self.estimators, self.columns, strict=True)]
-        return self.use_fitted(fitted, X, y, groups)
+        blocks = [select_columns(X, cols) for cols in self.columns]
+        fitted = [fit_base(est, block, codes, groups)
+                  for (_, est), block in zip(self.estimators, blocks, strict=True)]
+        out_of_fold = [modality_out_of_fold(est, block, codes, groups, self.n_folds,
+                                            self.random_state)
+                       for est, block in zip(fitted, blocks, strict=True)]
+        return self.use_fitted(fitted, y, groups, out_of_fold)
 
-    def use_fitted(self, fitted: list, X, y, groups=None) -> StackingFusionClassifier:
-        """Fit only the meta-learner, on the out-of-fold probabilities of already fitted
-        modality estimators (fitted on exactly these rows X, y with these groups)."""
+    def use_fitted(self, fitted: list, y, groups, out_of_fold: list[np.ndarray]
+                   ) -> StackingFusionClassifier:
+        """Adopt already fitted modality estimators (fitted on exactly the rows of `y` with
+        these `groups`) and fit the meta-learner on their out-of-fold probabilities
+        (`modality_out_of_fold`, one (n, n_classes) array per modality)."""
+        self.fit_meta(out_of_fold, y, groups)
+        _, codes = np.unique(y, return_inverse=True)
+        self.base_ = LateFusionClassifier(self.estimators, self.columns).use_fitted(fitted, codes)
+        return self
+
+    def fit_meta(self, out_of_fold: list[np.ndarray], y, groups=None) -> StackingFusionClassifier:
+        """Fit only the meta-learner on the modality models' out-of-fold probabilities (one
+        (n, n_classes) array per modality, rows as `y` (n,)); `fuse` then combines the
+        modalities' probabilities of new rows. `groups` (n,) name the speakers of the inner
+        folds in `inner_speakers_`."""
         self.classes_, codes = np.unique(y, return_inverse=True)
         folds = inner_folds(codes, groups, self.n_folds, self.random_state)
-        stacked = np.hstack([
-            out_of_fold_probabilities(est, select_columns(X, cols), codes, folds,
-                                      len(self.classes_), groups)
-            for est, cols in zip(fitted, self.columns, strict=True)])
-        self.meta_ = make_meta_learner(self.random_state, self.class_weight).fit(stacked, codes)
-        self.base_ = LateFusionClassifier(self.estimators, self.columns).use_fitted(fitted, codes)
+        self.meta_ = make_meta_learner(self.random_state, self.class_weight).fit(
+            np.hstack(out_of_fold), codes)
         self.inner_speakers_ = [] if groups is None else fold_speakers(folds, groups)
         return self
+
+    def fuse(self, probabilities: list[np.ndarray]) -> np.ndarray:
+        """(n, n_classes) meta-learner probabilities of the modality models' (n, n_classes)
+        probabilities (one array per modality, in `estimators` order)."""
+        check_is_fitted(self, "meta_")
+        return self.meta_.predict_proba(np.hstack(probabilities))
 
     def predict_proba(self, X):
         """(n, n_classes) probabilities of the meta-learner."""
         check_is_fitted(self)
-        return self.meta_.predict_proba(np.hstack(self.base_.modality_probabilities(X)))
+        return self.fuse(self.base_.modality_probabilities(X))
 
     def predict(self, X):
         """Class per row, shape (n,)."""

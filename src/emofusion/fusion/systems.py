@@ -4,8 +4,10 @@ training speakers) and `emofusion train` (on all speakers), always with the spea
 Systems: one per base modality (a pooled feature set, frame sequences, or the transcripts),
 ``early`` (the model on the concatenated pooled modalities; ``model_fusion`` for a multimodal
 model), ``late_vote`` / ``late_mean`` (the unimodal models fused, `fusion.late`) and ``stacking``
-(a meta-learner on their out-of-fold probabilities, `fusion.stacking`). The unimodal models are
-fitted once and shared by the late and stacking systems.
+(a meta-learner on their out-of-fold probabilities, `fusion.stacking`). Each base system is
+fitted once (`fit_base_system`, with its stacking out-of-fold probabilities when stacking needs
+them); late fusion and stacking reuse the fitted bases (`fit_systems`, for `train`) or their
+probabilities (`fused_probabilities`, for a run's folds, where each base is its own task).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from emofusion.evaluation.nested import SearchedClassifier
 from emofusion.features.sequences import is_pooled
 from emofusion.fusion.late import LateFusionClassifier, fit_base
-from emofusion.fusion.stacking import StackingFusionClassifier
+from emofusion.fusion.stacking import StackingFusionClassifier, modality_out_of_fold
 from emofusion.models.pipeline import build_pipeline, classifier_prefix, core_classifier
 from emofusion.models.registry import get_model
 
@@ -86,14 +88,46 @@ class SystemPlan:
         return SearchedClassifier(candidates, self.inner_folds, self.scoring,
                                   spec.size_limits or None)
 
-    def fusion_estimator(self, system: str, inputs: dict[str, Any]):
-        """The unfitted late-fusion or stacking estimator over the base modalities."""
-        bases = [(m, self.base_estimator(m)) for m in self.modalities]
-        columns = fusion_columns(inputs, self.modalities)
+    def stacks(self, name: str) -> bool:
+        """Whether base system `name` feeds the stacking meta-learner (its out-of-fold
+        probabilities on the training speakers are then needed)."""
+        return "stacking" in self.fusions and name in self.modalities
+
+    def fusion_estimator(self, system: str, columns: list[tuple[int, int]] | None = None):
+        """The unfitted late-fusion or stacking estimator over the base modalities, whose
+        blocks in `fusion_input` are `columns` (`fusion_columns`). Without `columns`, one
+        without modality models: it only fuses given probabilities (`fuse`; stacking after
+        `fit_meta`)."""
+        bases = [] if columns is None else [(m, self.base_estimator(m)) for m in self.modalities]
+        columns = columns or []
         if system == "stacking":
             balanced = "balanced" if self.imbalance != "none" else None
             return StackingFusionClassifier(bases, columns, self.inner_folds, self.seed, balanced)
         return LateFusionClassifier(bases, columns, rule=LATE_RULES[system])
+
+
+@dataclass
+class FittedBase:
+    """One base system fitted on some rows.
+
+    Attributes:
+        estimator: the fitted search (`SearchedClassifier`).
+        out_of_fold: (n, n_classes) probabilities of those rows from the stacking inner folds
+            (`fusion.stacking.modality_out_of_fold`), or None when no stacking needs them.
+    """
+
+    estimator: SearchedClassifier
+    out_of_fold: np.ndarray | None
+
+
+def fit_base_system(plan: SystemPlan, name: str, X, y: np.ndarray, groups: np.ndarray,
+                    out_of_fold: bool) -> FittedBase:
+    """Fit base system `name` (a modality, ``early`` or ``model_fusion``) on X (n, ...), y (n,)
+    with speaker `groups` (n,); with `out_of_fold`, also its stacking out-of-fold probabilities."""
+    estimator = fit_base(plan.base_estimator(name), X, y, groups)
+    held_out = modality_out_of_fold(estimator, X, y, groups, plan.inner_folds,
+                                    plan.seed) if out_of_fold else None
+    return FittedBase(estimator, held_out)
 
 
 def fusion_columns(inputs: dict[str, Any], modalities: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -122,22 +156,10 @@ def fusion_input(inputs: dict[str, Any], modalities: tuple[str, ...]):
     return cells
 
 
-def system_inputs(plan: SystemPlan, inputs: dict[str, Any], systems: list[str]) -> dict[str, Any]:
-    """What each system's estimator consumes, from the per-input matrices (the fusion input is
-    built once and shared by late fusion and stacking)."""
-    fusions = [s for s in systems if s in plan.fusions]
-    fused = fusion_input(inputs, plan.modalities) if fusions else None
-    return {s: fused if s in fusions else inputs[s] for s in systems}
-
-
-def take_rows(inputs: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
-    """Every input restricted to `rows`."""
-    return {name: X[rows] for name, X in inputs.items()}
-
-
 def fit_systems(plan: SystemPlan, inputs: dict[str, Any], y: np.ndarray, groups: np.ndarray,
                 wanted: list[str]) -> dict[str, Any]:
-    """Fit the `wanted` systems on these rows.
+    """Fit the `wanted` systems on these rows (`emofusion train`; a run fits the same pieces as
+    separate tasks: `fit_base_system` per base, `fused_probabilities` per fusion).
 
     Args:
         plan: the systems and their searches.
@@ -147,30 +169,56 @@ def fit_systems(plan: SystemPlan, inputs: dict[str, Any], y: np.ndarray, groups:
         wanted: system names (see `SystemPlan.systems`).
 
     Returns:
-        system name -> fitted estimator taking that system's entry of `system_inputs`.
+        system name -> fitted estimator; a base system takes its input's rows, late fusion and
+        stacking take `fusion_input`.
     """
-    fitted = {name: fit_base(plan.base_estimator(name), inputs[name], y, groups)
+    stacking = "stacking" in wanted
+    fitted = {name: fit_base_system(plan, name, inputs[name], y, groups,
+                                    stacking and plan.stacks(name))
               for name in plan.base_names(wanted)}
-    systems = {name: fitted[name] for name in wanted if name in fitted}
+    systems = {name: fitted[name].estimator for name in wanted if name in fitted}
     for name in wanted:
         if name in plan.fusions:
-            estimator = plan.fusion_estimator(name, inputs)
-            bases = [fitted[m] for m in plan.modalities]
+            estimator = plan.fusion_estimator(name, fusion_columns(inputs, plan.modalities))
+            bases = [fitted[m].estimator for m in plan.modalities]
             if name == "stacking":
-                systems[name] = estimator.use_fitted(bases, fusion_input(inputs, plan.modalities),
-                                                     y, groups)
+                out_of_fold = [fitted[m].out_of_fold for m in plan.modalities]
+                systems[name] = estimator.use_fitted(bases, y, groups, out_of_fold)
             else:
                 systems[name] = estimator.use_fitted(bases, y)
     return systems
 
 
-def search_records(systems: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per system, what its search chose (folds.json): model, parameters, inner score and
-    inner speakers; stacking records the speakers of its out-of-fold splits."""
-    records = {}
-    for name, estimator in systems.items():
-        if isinstance(estimator, SearchedClassifier):
-            records[name] = estimator.search_record()
-        elif isinstance(estimator, StackingFusionClassifier):
-            records[name] = {"inner_speakers": estimator.inner_speakers_}
-    return records
+def fused_probabilities(plan: SystemPlan, system: str, probabilities: list[np.ndarray],
+                        out_of_fold: list[np.ndarray | None], y: np.ndarray,
+                        groups: np.ndarray) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """A late or stacking system's test probabilities from its base modalities' results, with
+    the fusion code `fit_systems` gives `emofusion train`.
+
+    Args:
+        plan: the systems.
+        system: ``late_vote``, ``late_mean`` or ``stacking``.
+        probabilities: per modality (`plan.modalities` order), (n_test, n_classes) test
+            probabilities of its model fitted on the training rows.
+        out_of_fold: per modality, (n_train, n_classes) out-of-fold probabilities of the
+            training rows (`FittedBase.out_of_fold`; stacking only).
+        y: (n_train,) class codes of the training rows.
+        groups: (n_train,) their speakers.
+
+    Returns:
+        (n_test, n_classes) fused probabilities, and the system's search record (or None).
+    """
+    estimator = plan.fusion_estimator(system)
+    if system == "stacking":
+        estimator.fit_meta(out_of_fold, y, groups)
+    return estimator.fuse(probabilities), search_record(estimator)
+
+
+def search_record(estimator) -> dict[str, Any] | None:
+    """What a system's search chose (folds.json): model, parameters, inner score and inner
+    speakers; stacking records the speakers of its out-of-fold splits; None for late fusion."""
+    if isinstance(estimator, SearchedClassifier):
+        return estimator.search_record()
+    if isinstance(estimator, StackingFusionClassifier):
+        return {"inner_speakers": estimator.inner_speakers_}
+    return None
