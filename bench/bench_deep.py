@@ -25,7 +25,7 @@ runs the nested search over the training aids instead (`AID_GRIDS`: masks, mixup
 schedule; up to 16 candidates x inner folds, other parameters at their first candidate): each
 outer fold chooses them on its own training speakers; ``best_params`` records the choice per
 fold. ``--scaling speaker`` normalises every speaker's inputs with that speaker's own statistics
-(pooled rows: the run's ``scaling: speaker``; frame sequences: `speaker_normalise_frames`; no
+(the run's ``scaling: speaker``: pooled rows, and every frame of a speaker's frame sequences; no
 labels are used), before the estimators' own standardisation.
 
 Prints one JSON line. Usage:
@@ -120,8 +120,6 @@ def worker(job: dict) -> dict:
     import emofusion.models.deep  # noqa: F401  (registers the deep models; imports torch)
     from emofusion.config import build_config
     from emofusion.evaluation.experiment import make_setup, run_fold
-    from emofusion.features.sequences import packed
-    from emofusion.features.speaker_frames import speaker_normalise_frames
     from emofusion.models.registry import get_model
     from emofusion.runner import _checked_folds, _system_inputs, prepare_data
 
@@ -135,9 +133,6 @@ def worker(job: dict) -> dict:
     if job["n_folds"]:
         folds = folds[: job["n_folds"]]
     inputs = _system_inputs(data, config, spec)
-    if config.scaling == "speaker":  # frame sequences: each speaker's frames with its own statistics
-        inputs = {name: packed(speaker_normalise_frames(X, manifest.speakers)) if X.dtype == object
-                  else X for name, X in inputs.items()}
     setup = make_setup(config, inputs, manifest.y,
                        manifest.speakers, list(manifest.modalities), len(manifest.label_names))
     seconds, truth, predicted, held_out, chosen = [], [], [], [], []

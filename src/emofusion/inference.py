@@ -8,6 +8,7 @@ takes one utterance's arrays per modality; both reject wrong widths with a clear
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,9 +20,10 @@ from emofusion.evaluation.experiment import make_plan
 from emofusion.features.loading import check_frames, load_modality
 from emofusion.features.normalization import (
     average_statistics,
+    input_statistics,
     normalise_inputs,
+    normalise_with,
     speaker_statistics,
-    statistics,
 )
 from emofusion.features.pooling import pool
 from emofusion.features.sequences import as_object_array, frame_level_concatenation
@@ -31,12 +33,21 @@ from emofusion.models.saved import ModelCard, SavedModel
 from emofusion.runner import PreparedData, _system_inputs, prepare_data, transcript_texts
 
 
-def _speaker_fallback(data: PreparedData) -> dict[str, list[list[float]]]:
-    """Per pooled modality, the speakers' average [mean, std] for speakers without statistics."""
-    return {modality: [v.tolist() for v in average_statistics(
-                speaker_statistics(features, data.manifest.speakers))]
-            for modality, features in data.features.items()
-            if isinstance(features, np.ndarray) and features.dtype != object}
+def _speaker_fallback(inputs: dict[str, Any], speakers: np.ndarray,
+                      units: list[str]) -> dict[str, list[list[float]]]:
+    """Per normalised input (`_normalised_units`), the speakers' average [mean, std] for
+    speakers without statistics of their own."""
+    return {unit: [v.tolist() for v in average_statistics(speaker_statistics(inputs[unit],
+                                                                             speakers))]
+            for unit in units}
+
+
+def _normalised_units(card_input: str, modalities: list[str], system: str) -> list[str]:
+    """The inputs a speaker-normalising model normalises, each with its own statistics: every
+    feature modality (transcripts are text), or ``early`` for frame-level early fusion."""
+    if card_input == "sequence" and system == "early":
+        return ["early"]
+    return [m for m in modalities if m != TRANSCRIPT]
 
 
 def _kind(data: PreparedData, modality: str) -> str | None:
@@ -60,6 +71,9 @@ def train_model(config: RunConfig, system: str) -> SavedModel:
         raise ConfigError(f"unknown system '{system}' for this dataset and model; choose one of "
                           f"{choices}")
     speakers = data.manifest.speakers
+    units = _normalised_units(spec.input, modalities, system)
+    fallback = _speaker_fallback(inputs, speakers, units) if config.scaling.startswith(
+        "speaker") else {}
     inputs = normalise_inputs(inputs, speakers, config.scaling)
     estimator = fit_systems(plan, inputs, data.manifest.y, speakers, [system])[system]
     card = ModelCard(
@@ -67,7 +81,7 @@ def train_model(config: RunConfig, system: str) -> SavedModel:
         widths=data.widths, pooling={m: config.pooling_for(m, _kind(data, m)) for m in modalities},
         system=system, model=config.model, input=spec.input, scaling=config.scaling,
         protocol=config.protocol,
-        speaker_fallback=_speaker_fallback(data) if config.scaling.startswith("speaker") else {},
+        speaker_fallback=fallback,
         extractors={m: data.manifest.modality_info[m] for m in modalities
                     if m in data.manifest.modality_info},
         training={"dataset": str(config.dataset), "n_utterances": len(data.manifest),
@@ -90,15 +104,21 @@ def model_inputs(model: SavedModel, frames: dict[str, list], speakers: np.ndarra
     card = model.card
     if card.input == "text":
         return np.array(frames[TRANSCRIPT], dtype=object)[:, None]
+
+    def adapted(unit: str, X: np.ndarray) -> np.ndarray:
+        if not card.scaling.startswith("speaker") or unit == TRANSCRIPT:
+            return X
+        return adapt_to_speakers(X, card, unit, speakers, enrolment)
+
     if card.input == "sequence":
-        cells = as_object_array([frames[m] for m in card.modalities])
+        if card.system == "early":
+            return adapted("early", _unit_rows(card, "early", frames))
+        columns = {m: adapted(m, _unit_rows(card, m, frames)) for m in card.modalities}
         if card.system in card.modalities:
-            return cells[:, [card.modalities.index(card.system)]]
-        return cells if card.system != "early" else frame_level_concatenation(cells)
-    inputs = {m: np.vstack([pool(f, card.pooling[m]) for f in frames[m]])
-              for m in card.modalities if m != TRANSCRIPT}
-    if card.scaling.startswith("speaker"):
-        inputs = {m: adapt_to_speakers(x, card, m, speakers, enrolment) for m, x in inputs.items()}
+            return columns[card.system]
+        return np.hstack(list(columns.values()))
+    inputs = {m: adapted(m, _unit_rows(card, m, frames)) for m in card.modalities
+              if m != TRANSCRIPT}
     if TRANSCRIPT in card.modalities:
         inputs[TRANSCRIPT] = np.array(frames[TRANSCRIPT], dtype=object)[:, None]
     if card.system in card.modalities:
@@ -125,26 +145,35 @@ def adaptation_sources(card: ModelCard, speakers: np.ndarray | None,
             for s, n in zip(names, counts, strict=True)}
 
 
-def adapt_to_speakers(X: np.ndarray, card: ModelCard, modality: str, speakers,
+def _unit_rows(card: ModelCard, unit: str, frames: dict[str, list]) -> np.ndarray:
+    """One normalised input's rows from per-modality frame lists: pooled (n, d) rows, an (n, 1)
+    column of frames, or (``early`` of a sequence model) their frame-level concatenation."""
+    if unit == "early":
+        return frame_level_concatenation(as_object_array([frames[m] for m in card.modalities]))
+    if card.input == "sequence":
+        return as_object_array([frames[unit]])
+    return np.vstack([pool(f, card.pooling[unit]) for f in frames[unit]])
+
+
+def adapt_to_speakers(X: np.ndarray, card: ModelCard, unit: str, speakers,
                       enrolment: dict | None = None) -> np.ndarray:
-    """Per-speaker normalisation of pooled (n, d) features at prediction time, as in training:
-    ``speaker`` (speaker-adaptive) uses each speaker's enrolment utterances or its own rows
-    (at least MIN_ADAPTATION_UTTERANCES); every other speaker, and ``speaker_strict``, gets the
-    training speakers' average statistics."""
-    fallback = tuple(np.asarray(v) for v in card.speaker_fallback[modality])
-    out = (X - fallback[0]) / fallback[1]
+    """Per-speaker normalisation at prediction time, as in training, of one normalised input
+    (`_unit_rows`: pooled (n, d) rows or an (n, 1) column of frames): ``speaker``
+    (speaker-adaptive) uses each speaker's enrolment utterances or its own rows (at least
+    MIN_ADAPTATION_UTTERANCES); every other speaker, and ``speaker_strict``, gets the training
+    speakers' average statistics."""
+    out = normalise_with(X, *(np.asarray(v) for v in card.speaker_fallback[unit]))
     enrolment = enrolment or {}
     sources = adaptation_sources(card, speakers, set(enrolment))
     for speaker, source in sources.items():
         rows = speakers == speaker
         if source == "enrolment":
-            pooled = np.vstack([pool(f, card.pooling[modality]) for f in enrolment[speaker][modality]])
-            mean, std = statistics(pooled)
+            stats = input_statistics(_unit_rows(card, unit, enrolment[speaker]))
         elif source == "own utterances":
-            mean, std = statistics(X[rows])
+            stats = input_statistics(X[rows])
         else:
             continue
-        out[rows] = (X[rows] - mean) / std
+        out[rows] = normalise_with(X[rows], *stats)
     return out
 
 

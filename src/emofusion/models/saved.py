@@ -69,7 +69,8 @@ class ModelCard:
         model: registry name of the classifier.
         input: ``pooled`` or ``sequence``.
         scaling: the run's scaling option.
-        speaker_fallback: per modality, (mean, std) lists used for speakers without statistics.
+        speaker_fallback: per normalised input (each feature modality, or ``early`` of a
+            sequence model), the (mean, std) lists used for speakers without statistics.
         extractors: per modality, the features.json entry of the extractor that made it.
         training: a short record of the training data (corpus, n utterances, speakers).
     """

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emofusion.features.normalization import normalise_inputs, speaker_normalise_frames
 from emofusion.features.sequences import shared_rows
-from emofusion.features.speaker_frames import speaker_normalise_frames
 
 
 @pytest.fixture
@@ -82,3 +82,18 @@ def test_bad_inputs_raise(corpus):
     cells[:8, 1] = None  # speakers a and b have no frames in modality 1
     with pytest.raises(ValueError, match="modality column 1 has no frames"):
         speaker_normalise_frames(cells, speakers, fit_rows=np.arange(8))
+
+
+def test_the_runs_speaker_scaling_normalises_frame_inputs_and_leaves_transcripts(corpus):
+    cells, speakers = corpus
+    transcripts = np.array([[f"line {i}"] for i in range(len(cells))], dtype=object)
+    inputs = {"acoustic": cells[:, [0]], "transcript": transcripts}
+    adaptive = normalise_inputs(inputs, speakers, "speaker")
+    for speaker in "ab":
+        frames = _speaker_frames(adaptive["acoustic"], speakers, speaker, 0)
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-4)
+    assert (adaptive["transcript"] == transcripts).all()
+    strict = normalise_inputs(inputs, speakers, "speaker_strict", np.flatnonzero(speakers == "a"))
+    assert abs(_speaker_frames(strict["acoustic"], speakers, "b", 0).mean()) > 0.1
+    assert normalise_inputs(inputs, speakers, "standard") is inputs
