@@ -48,11 +48,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start(arguments: list[str], log: Path) -> subprocess.Popen:
+def _start(arguments: list[str], log: Path, **env: str) -> subprocess.Popen:
     with log.open("w") as handle:
         return subprocess.Popen([sys.executable, "-m", "dask", *arguments], stdout=handle,
                                 stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **SINGLE_THREADED})
+                                env={**os.environ, **SINGLE_THREADED, **env})
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -69,26 +69,32 @@ def _stop(process: subprocess.Popen) -> None:
             continue
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory) -> Iterator[str]:
-    """The address of a running local scheduler with `WORKERS` single-threaded workers."""
-    folder = tmp_path_factory.mktemp("dask-cluster")
+def _cluster(folder: Path, workers: int, memory_limit: str, **scheduler_env: str
+             ) -> Iterator[str]:
+    """Start a scheduler and `workers` single-threaded worker processes with this memory limit
+    each; yield the scheduler's address once they are up; stop them all."""
     address = f"tcp://127.0.0.1:{_free_port()}"
     processes = []
     try:
         processes.append(_start(["scheduler", "--host", "127.0.0.1", "--port",
                                  address.rsplit(":", 1)[1], "--no-dashboard"],
-                                folder / "scheduler.log"))
-        processes.append(_start(["worker", address, "--nworkers", str(WORKERS), "--nthreads",
+                                folder / "scheduler.log", **scheduler_env))
+        processes.append(_start(["worker", address, "--nworkers", str(workers), "--nthreads",
                                  "1", "--host", "127.0.0.1", "--no-dashboard",
-                                 "--local-directory", str(folder), "--memory-limit", "0"],
-                                folder / "workers.log"))
+                                 "--local-directory", str(folder), "--memory-limit",
+                                 memory_limit], folder / "workers.log"))
         with distributed.Client(address, timeout=60) as client:
-            client.wait_for_workers(WORKERS, timeout=120)
+            client.wait_for_workers(workers, timeout=120)
         yield address
     finally:
         for process in reversed(processes):
             _stop(process)
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory) -> Iterator[str]:
+    """The address of a running local scheduler with `WORKERS` single-threaded workers."""
+    yield from _cluster(tmp_path_factory.mktemp("dask-cluster"), WORKERS, "0")
 
 
 @pytest.fixture
@@ -292,7 +298,8 @@ def test_a_fold_whose_workers_keep_dying_ends_with_a_clear_message(scheduler, cl
         client.run_on_scheduler(_set_allowed_failures(3))
     assert isinstance(outcome.get("error"), cluster.ClusterError), outcome
     message = str(outcome["error"])
-    assert "a Dask worker died on every attempt at a task" in message
+    assert "killed its worker on each of 1 attempt(s) (the last worker, tcp://127.0.0.1" in message
+    assert "had no memory limit and 1 thread(s)" in message  # the module cluster's workers
     assert "--memory-limit" in message and "--resume" in message
 
 
@@ -329,3 +336,33 @@ def test_a_lost_client_resumes_on_the_cluster_without_recomputing_saved_folds(
     assert len(computed) == 3
     predictions = pd.read_csv(config.out / "predictions.csv")
     pd.testing.assert_frame_equal(predictions, loky_predictions["mlp"], check_exact=True)
+
+
+@pytest.fixture
+def one_gib_worker(tmp_path) -> Iterator[str]:
+    """A scheduler that gives up on a task at its first dead worker, and one worker process whose
+    nanny restarts it beyond 1 GiB."""
+    yield from _cluster(tmp_path, 1, "1GiB", DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
+
+
+OUT_OF_MEMORY = FAST + "model: mlp\nparam_grid:\n  hidden_sizes: [[16384, 16384]]\n  max_epochs: [1]\n"
+"""An MLP whose second layer alone holds 16384 x 16384 float32 weights: 1 GiB."""
+
+
+def test_a_task_beyond_the_workers_memory_limit_ends_with_one_clear_line(one_gib_worker, data,
+                                                                        tmp_path, capsys):
+    config = tmp_path / "oom.yaml"
+    config.write_text(OUT_OF_MEMORY)
+    started = time.monotonic()
+    code = main(["run", str(data), "--config", str(config), "--out", str(tmp_path / "o"),
+                 "--split", "k5", "--no-cache", "--backend", "dask", "--scheduler",
+                 one_gib_worker])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0] == err.splitlines()[-1]  # one line, the last
+    assert "killed its worker on each of 1 attempt(s)" in errors[0]
+    assert "had a memory limit of 1.00 GiB and 1 thread(s)" in errors[0]
+    for fix in ("--memory-limit", "--nthreads 1", "--jobs", "--resume"):
+        assert fix in errors[0]
+    assert time.monotonic() - started < 60

@@ -118,6 +118,24 @@ def submit_tasks(client, folds: list[OuterFold], setup: FoldSetup, setup_future)
             for fold, name in fold_tasks(folds, setup)]
 
 
+def killed_worker_message(exc) -> str:
+    """One line for a task that killed a worker on every attempt (a `KilledWorker`): the task,
+    the last worker's memory limit and threads, and the fixes."""
+    from dask.utils import format_bytes
+
+    worker = exc.last_worker
+    limit = (f"a memory limit of {format_bytes(worker.memory_limit)}" if worker.memory_limit
+             else "no memory limit")
+    return (
+        f"the Dask task {exc.task} killed its worker on each of {exc.allowed_failures + 1} "
+        f"attempt(s) (the last worker, {worker.address}, had {limit} and {worker.nthreads} "
+        "thread(s)): a worker is restarted when its tasks need more than its "
+        "memory limit, or when it crashes. Give each worker more memory (`dask worker "
+        "--memory-limit 8GB`, fewer --nworkers per machine), one thread each (--nthreads 1), "
+        "or with --scheduler local fewer --jobs (each local worker gets an equal share of this "
+        "machine's memory). The finished folds are saved: rerun with --resume to continue")
+
+
 def run_folds(client, folds: list[OuterFold], setup: FoldSetup) -> Iterator[FoldOutput]:
     """Each fold's output as soon as all its tasks have finished on the cluster behind `client`
     (`combined_folds`; in finishing order).
@@ -134,11 +152,7 @@ def run_folds(client, folds: list[OuterFold], setup: FoldSetup) -> Iterator[Fold
         finished = as_completed(futures, with_results=True, loop=client.loop)
         yield from combined_folds(folds, setup, (output for _, output in finished))
     except KilledWorker as exc:
-        raise ClusterError(
-            f"a Dask worker died on every attempt at a task ({exc}); workers die when they run "
-            "out of memory (give each more, e.g. `dask worker --memory-limit 8GB`, or start "
-            "fewer per machine) or crash. The finished folds are saved: rerun with --resume "
-            "to continue") from exc
+        raise ClusterError(killed_worker_message(exc)) from exc
     finally:
         client.cancel([*futures, setup_future])
 
