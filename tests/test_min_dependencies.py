@@ -6,12 +6,23 @@ A fresh virtual environment (no system site-packages) gets uv from the package i
 the lowest version its ``>=`` bound allows (their own dependencies at compatible versions), and
 a pooled classical run end to end (run folder, metrics, train/predict round trip, saved-model
 safety, significance) runs in it. Skipped, with the reason, when the index cannot be reached.
+
+The venv is kept under ``~/.cache/emofusion/min-deps/`` for the next session, one per checkout
+(emofusion is installed editable from it) and interpreter. It is rebuilt when pyproject.toml,
+the Python version or the install command change, when it is older than `CACHE_DAYS` (the
+dependencies' own dependencies are re-resolved) or incomplete; a clean machine builds it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import shutil
 import subprocess
+import sys
+import time
 import venv
 from pathlib import Path
 
@@ -29,6 +40,9 @@ CORE_TESTS = [
     "tests/evaluation/test_significance.py",
 ]
 INSTALL_MINUTES = 4
+INSTALL_ARGS = ["--resolution", "lowest-direct", "-e", str(REPO_ROOT), "pytest>=8"]
+CACHE_DAYS = 7
+CACHE_ROOT = Path.home() / ".cache" / "emofusion" / "min-deps"
 
 
 def lower_bounds() -> dict[str, str]:
@@ -56,10 +70,34 @@ def _index_unreachable(output: str) -> bool:
     return any(sign in output for sign in signs)
 
 
-@pytest.fixture(scope="module")
-def lowest_venv(tmp_path_factory) -> Path:
-    """A venv holding emofusion with the lowest allowed core dependencies (and pytest)."""
-    folder = tmp_path_factory.mktemp("min-deps")
+def _cache_folder() -> Path:
+    """This checkout's and this interpreter's cached venv folder (other checkouts keep theirs)."""
+    owner = f"{REPO_ROOT}\n{os.path.realpath(sys.executable)}"
+    return CACHE_ROOT / hashlib.sha256(owner.encode()).hexdigest()[:16]
+
+
+def _venv_key() -> str:
+    """Hash of what the cached venv's contents depend on (see the module docstring)."""
+    inputs = [sys.version, (REPO_ROOT / "pyproject.toml").read_text(), INSTALL_ARGS]
+    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
+
+
+def _usable(folder: Path) -> bool:
+    """A complete cached venv (renamed into place only after a successful install) of the same
+    key, not expired, whose interpreter still runs."""
+    try:
+        stamp = json.loads((folder / "stamp.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if stamp.get("key") != _venv_key() or time.time() - stamp.get("built", 0) > CACHE_DAYS * 86400:
+        return False
+    python = folder / "venv" / "bin" / "python"
+    return _run([str(python), "-m", "uv", "--version"], timeout=60).returncode == 0
+
+
+def _build(folder: Path) -> None:
+    """A venv in `folder` with uv, then emofusion at the lowest allowed core versions (skips the
+    test when the package index cannot be reached); the stamp is written last."""
     venv.create(folder / "venv", with_pip=True, system_site_packages=False)
     python = folder / "venv" / "bin" / "python"
     got_uv = _run([str(python), "-m", "pip", "install", "--quiet", "uv"], timeout=300)
@@ -69,13 +107,30 @@ def lowest_venv(tmp_path_factory) -> Path:
             pytest.skip(f"the package index cannot be reached (pip install uv): {output[-300:]}")
         raise AssertionError(f"pip install uv failed:\n{output}")
     install = _run([str(python), "-m", "uv", "pip", "install", "--python", str(python),
-                    "--resolution", "lowest-direct",
-                    "-e", str(REPO_ROOT), "pytest>=8"], timeout=INSTALL_MINUTES * 60)
+                    *INSTALL_ARGS], timeout=INSTALL_MINUTES * 60)
     output = install.stdout + install.stderr
     if install.returncode and _index_unreachable(output):
         pytest.skip(f"the package index cannot be reached (uv pip install): {output[-300:]}")
     assert install.returncode == 0, f"the lowest allowed versions do not install:\n{output}"
-    return python
+    (folder / "stamp.json").write_text(json.dumps({"key": _venv_key(), "built": time.time()}))
+
+
+@pytest.fixture(scope="module")
+def lowest_venv() -> Path:
+    """A venv holding emofusion with the lowest allowed core dependencies (and pytest): the
+    cached one when usable, else a new one built beside it that replaces it."""
+    cached = _cache_folder()
+    if not _usable(cached):
+        building = cached.with_name(f"{cached.name}.building-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir(parents=True)
+        try:
+            _build(building)
+            shutil.rmtree(cached, ignore_errors=True)
+            building.rename(cached)  # a venv runs from any folder (pyvenv.cfg is relative)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    return cached / "venv" / "bin" / "python"
 
 
 def _installed(python: Path) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Every model x imbalance x scaling combination runs every system (unimodal, early, late_vote,
-late_mean, stacking) on a small corpus: one outer fold of the real fold runner each.
+late_mean, stacking) on a small corpus: one outer fold of the real fold runner each, with the
+model's grid cut to two candidates (the inner search still runs).
 
 Sequence models have no pooled features to scale (scaling leaves frames as they are) and SMOTE
 cannot interpolate frame sequences (refused with a message when the config is built), so their
@@ -23,6 +24,8 @@ SCALING = ["standard", "speaker", "speaker_strict", "none"]
 RAW_MEDIA_MODELS = {"e2e", "e2e_fusion_head", "spectrogram_cnn", "text_finetune"}
 """Need spectrograms or transcripts with a local text encoder: tested end to end in
 tests/models/deep/test_deep_end_to_end_models.py and tests/test_end_to_end_system.py."""
+ENSEMBLE_SIZE = {"rf": {"n_estimators": [5, 10]}, "gb": {"max_iter": [10]}}
+"""Few trees and boosting rounds: the matrix is about the options, not about the ensembles."""
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def matrix_csv(small_demo_writer, tmp_path_factory):
 def _run_first_fold(csv, tmp_path, **options) -> dict[str, np.ndarray]:
     config = build_config({"dataset": csv, "out": tmp_path / "run", "split": "k2",
                            "modalities": ["acoustic", "lexical"], "inner_folds": 2,
-                           "cache_dir": tmp_path / "cache", **options})
+                           "cache_dir": csv.parent / "pooled-cache", **options})  # shared
     data = prepare_data(config)
     manifest = data.manifest
     spec = available_models()[config.model]
@@ -45,6 +48,19 @@ def _run_first_fold(csv, tmp_path, **options) -> dict[str, np.ndarray]:
         assert probabilities.shape == (len(fold.test), 4), name
         np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, err_msg=name)
     return output.probabilities
+
+
+def _quick_grid(model: str) -> dict[str, list] | None:
+    """The model's grid cut to two candidates (the inner grid search still runs), ensembles cut
+    by `ENSEMBLE_SIZE`; None (the model's own search) for a model without a grid or a portfolio
+    such as auto."""
+    spec = available_models()[model]
+    if not spec.grid or getattr(spec, "portfolio", ()):
+        return None
+    grid = {key: values[:1] for key, values in spec.grid.items()}
+    first = next(iter(spec.grid))
+    grid[first] = spec.grid[first][:2]
+    return {**grid, **ENSEMBLE_SIZE.get(model, {})}
 
 
 def _pooled_models() -> list[str]:
@@ -65,7 +81,7 @@ def _classical_matrix() -> list:
 def test_every_classical_combination_runs_every_system(matrix_csv, tmp_path, model, imbalance,
                                                        scaling):
     probabilities = _run_first_fold(matrix_csv, tmp_path, model=model, imbalance=imbalance,
-                                    scaling=scaling)
+                                    scaling=scaling, param_grid=_quick_grid(model))
     assert set(probabilities) == {"acoustic", "lexical", "early", "late_vote", "late_mean",
                                   "stacking"}
 

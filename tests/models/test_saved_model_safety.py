@@ -172,8 +172,9 @@ def tiny_datasets(tmp_path_factory, tiny_bert_writer) -> dict[str, Any]:
 
 
 def _quick_grid(spec, text_model: str) -> dict[str, list] | None:
-    """One candidate per searched parameter, one epoch, a tiny text encoder (the saved types do
-    not depend on these values); None (the model's own search) for a portfolio such as auto."""
+    """One candidate per searched parameter, one epoch, five trees or boosting rounds, a tiny
+    text encoder (the saved types do not depend on these values); None (the model's own search)
+    for a portfolio such as auto."""
     if getattr(spec, "portfolio", ()):
         return None
     quick = {key: values[:1] for key, values in spec.grid.items()}
@@ -182,7 +183,7 @@ def _quick_grid(spec, text_model: str) -> dict[str, list] | None:
             quick[key] = [1]
         elif key.endswith("model_path"):
             quick[key] = [text_model]
-        elif key == "n_estimators":
+        elif key in ("n_estimators", "max_iter"):
             quick[key] = [5]
     return quick
 
@@ -227,6 +228,7 @@ def _train(csv: Path, tmp_path: Path, system: str, **options):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # five rounds
 @pytest.mark.parametrize(("model", "system", "imbalance"), _cases())
 def test_every_saved_model_holds_only_listed_types(tiny_datasets, tmp_path, model, system,
                                                    imbalance):
