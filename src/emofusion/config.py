@@ -224,11 +224,12 @@ class RunConfig(BaseModel):
         return self
 
     def pooling_for(self, modality: str, kind: str | None = None) -> str:
-        """The pooling method of one modality; `kind` resolves auto: ``mean`` for ``vector`` and
-        ``layers`` (the average of an encoder's layers), ``stats`` for frame sequences."""
+        """The pooling method of one modality; `kind` resolves auto: ``mean`` for ``vector``,
+        ``select`` for ``layers`` (every layer kept; the run chooses the layer, or a layer
+        weighting, on the training speakers' inner folds), ``stats`` for frame sequences."""
         method = self.pooling.get(modality, self.default_pooling)
         if method == "auto":
-            return "mean" if kind in ("vector", "layers") else "stats"
+            return {"vector": "mean", "layers": "select"}.get(kind, "stats")
         return method
 
     def to_yaml(self) -> str:

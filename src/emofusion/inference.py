@@ -30,7 +30,13 @@ from emofusion.features.sequences import as_object_array, frame_level_concatenat
 from emofusion.fusion.systems import fit_systems, fusion_input
 from emofusion.models.registry import get_model
 from emofusion.models.saved import ModelCard, SavedModel
-from emofusion.runner import PreparedData, _system_inputs, prepare_data, transcript_texts
+from emofusion.runner import (
+    PreparedData,
+    _system_inputs,
+    prepare_data,
+    selected_layers,
+    transcript_texts,
+)
 
 
 def _speaker_fallback(inputs: dict[str, Any], speakers: np.ndarray,
@@ -63,7 +69,7 @@ def train_model(config: RunConfig, system: str) -> SavedModel:
     modalities = list(data.manifest.modalities)
     all_systems = config.model_copy(update={"systems": ["unimodal", *FUSION_SYSTEMS]})
     inputs = _system_inputs(data, config, spec)
-    plan = make_plan(all_systems, inputs, modalities)
+    plan = make_plan(all_systems, inputs, modalities, selected_layers(data, config, spec))
     if spec.multimodal and system == "early":
         system = "model_fusion"
     choices = [*modalities, *filter(None, [plan.early_name]), *plan.fusions]

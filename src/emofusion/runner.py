@@ -199,6 +199,16 @@ def _system_inputs(data: PreparedData, config: RunConfig, spec: ModelSpec) -> di
     return inputs
 
 
+def selected_layers(data: PreparedData, config: RunConfig, spec: ModelSpec) -> dict[str, int]:
+    """Per modality pooled ``select`` (every encoder layer kept, `models.layer_selector`), its
+    number of layers: pooled width / frame width."""
+    if spec.input != "pooled":
+        return {}
+    info = data.manifest.modality_info
+    return {m: data.features[m].shape[1] // data.widths[m] for m in data.manifest.modalities
+            if m != TRANSCRIPT and config.pooling_for(m, info.get(m, {}).get("kind")) == "select"}
+
+
 def _checked_folds(data: PreparedData, config: RunConfig):
     """The outer folds, after checking the split is possible (before the splitter can fail on
     it, e.g. k5 with 3 speakers) and that every training fold has every class."""
@@ -372,7 +382,8 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
         console.print(f"[bold red]WARNING: {RANDOM_SPLIT_WARNING}")
         run_warnings.append(RANDOM_SPLIT_WARNING)
     setup = make_setup(config, _system_inputs(data, config, spec), y, manifest.speakers,
-                       list(manifest.modalities), len(manifest.label_names))
+                       list(manifest.modalities), len(manifest.label_names),
+                       selected_layers(data, config, spec))
     data_hash = data_sha256(manifest.table, data.features)
     run_provenance = folder.begin(config, data_hash, provenance(data_hash))
     outputs = _run_folds(folds, setup, config, console, progress, folder)

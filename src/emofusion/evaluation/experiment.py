@@ -206,9 +206,29 @@ def predictions_table(outputs: list[FoldOutput], table: pd.DataFrame, y: np.ndar
     return pd.concat(frames, ignore_index=True)
 
 
-def make_plan(config: RunConfig, inputs: dict[str, Any], modalities: list[str]) -> SystemPlan:
+def layer_blocks(inputs: dict[str, Any], modalities: list[str],
+                 layers: dict[str, int]) -> dict[str, tuple[tuple[int, int, int], ...]]:
+    """Per base input, the (start, stop, n_layers) columns of the modalities pooled ``select``
+    (`layers`: modality -> its encoder's layer count), in the modality's own input and in the
+    early-fusion concatenation of the pooled modalities."""
+    blocks: dict[str, tuple[tuple[int, int, int], ...]] = {}
+    early, start = [], 0
+    for modality in (m for m in modalities if is_pooled(inputs[m])):
+        width = inputs[modality].shape[1]
+        if modality in layers:
+            blocks[modality] = ((0, width, layers[modality]),)
+            early.append((start, start + width, layers[modality]))
+        start += width
+    if early and "early" in inputs:
+        blocks["early"] = tuple(early)
+    return blocks
+
+
+def make_plan(config: RunConfig, inputs: dict[str, Any], modalities: list[str],
+              layers: dict[str, int] | None = None) -> SystemPlan:
     """The systems a config asks for, over these base modalities (`inputs`: their matrices; early
-    fusion concatenates the pooled ones)."""
+    fusion concatenates the pooled ones; `layers`: the layer count of each modality pooled
+    ``select``, whose layer is chosen in front of its models)."""
     from emofusion.models.registry import get_model
 
     spec = get_model(config.model)
@@ -229,11 +249,12 @@ def make_plan(config: RunConfig, inputs: dict[str, Any], modalities: list[str]) 
         report_unimodal="unimodal" in config.systems or len(modalities) < 2, models=models,
         grid=config.param_grid, grid_model=config.model, imbalance=config.imbalance,
         scaling=config.scaling, inner_folds=config.inner_folds, scoring=config.scoring, seed=config.seed,
-        device=config.device)
+        device=config.device, layer_blocks=layer_blocks(inputs, modalities, layers or {}))
 
 
 def make_setup(config: RunConfig, inputs: dict[str, Any], y: np.ndarray, speakers: np.ndarray,
-               modalities: list[str], n_classes: int) -> FoldSetup:
+               modalities: list[str], n_classes: int,
+               layers: dict[str, int] | None = None) -> FoldSetup:
     """The fold workers' shared setup from a config and prepared inputs."""
     return FoldSetup(inputs=inputs, y=y, speakers=speakers,
-                     plan=make_plan(config, inputs, modalities), n_classes=n_classes)
+                     plan=make_plan(config, inputs, modalities, layers), n_classes=n_classes)

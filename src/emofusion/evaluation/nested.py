@@ -18,6 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_features, check_is_fitted, column_or_1d
 
 from emofusion.evaluation import splits as splitting
+from emofusion.models.layer_selector import LayerSelector
 from emofusion.models.pipeline import (
     CLASSIFIER_STEP,
     FittedEstimatorPredicts,
@@ -47,9 +48,11 @@ class SearchResult:
 
 
 def _fit_params(pipeline, speakers: np.ndarray | None) -> dict[str, Any]:
-    step = pipeline.named_steps[CLASSIFIER_STEP]
-    return {f"{CLASSIFIER_STEP}__groups": speakers} if (
-        speakers is not None and accepts_groups(step)) else {}
+    """The speakers for every step whose fit takes groups (the classifier's own search or early
+    stopping, a `LayerSelector`)."""
+    if speakers is None:
+        return {}
+    return {f"{name}__groups": speakers for name, step in pipeline.steps if accepts_groups(step)}
 
 
 def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
@@ -165,6 +168,10 @@ class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator
                   "inner_score": self.inner_score_, "inner_speakers": self.inner_speakers_}
         if self.candidate_scores_:
             record["candidate_scores"] = self.candidate_scores_
+        selectors = [step for _, step in self.estimator_.steps if isinstance(step, LayerSelector)]
+        if selectors:  # the layer (index, "mean") or layer weights each block kept
+            record["selected_layers"] = [getattr(s, "best_params_", {"layer": s.layer_})["layer"]
+                                         for s in selectors]
         documents = getattr(core_classifier(self.estimator_), "n_documents_", None)
         if documents is not None:
             record["n_fitted_documents"] = int(documents)

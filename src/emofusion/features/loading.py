@@ -16,7 +16,7 @@ from joblib import Parallel, delayed
 from emofusion.data.manifest import Manifest
 from emofusion.data.sources import FeatureFileError, FeatureSource
 from emofusion.errors import Problem
-from emofusion.features.pooling import pool, pooled_width
+from emofusion.features.pooling import FLAT_LAYERS, pool, pooled_width
 
 FIX_REEXPORT = "re-export it with numpy.save as a float (T, d) array, or use --on-bad-file skip"
 FIX_PATH = "check the path in the CSV and --features-root, or use --on-bad-file skip"
@@ -116,7 +116,8 @@ def load_modality(manifest: Manifest, modality: str, poolings: list[str], *, job
     checks = _read_all(manifest.source, paths, jobs)
     info = manifest.modality_info.get(modality, {})
     width = _expected_width(checks, expected_width or info.get("width"))
-    rows = _expected_rows(checks) if info.get("kind") == "layers" or "flat" in poolings else None
+    rows = _expected_rows(checks) if info.get("kind") == "layers" or set(FLAT_LAYERS) & set(
+        poolings) else None
     problems = []
     for uid, path, check in zip(manifest.ids, paths, checks, strict=True):
         if check.frames is not None and check.frames.shape[1] != width:

@@ -48,13 +48,18 @@ POOLINGS: dict[str, tuple[PoolFunction, int]] = {
 
 
 _LAYER = re.compile(r"layer(-?\d+)")
-POOLING_NAMES = (*POOLINGS, "flat", "layer<K>")
+FLAT_LAYERS = ("flat", "select")
+"""Poolings that keep every row of ``(L, d)`` layers, ``(L * d,)``; with ``select`` the run puts a
+`models.layer_selector.LayerSelector` in front of the modality's models (the layer, or a layer
+weighting, is chosen on the training speakers' inner folds)."""
+POOLING_NAMES = (*POOLINGS, *FLAT_LAYERS, "layer<K>")
 """Every pooling method, for messages; ``layer<K>`` stands for ``layer0``, ``layer-1``, ..."""
 
 
 def known_pooling(method: str) -> bool:
-    """True when `pool` accepts ``method``: a `POOLINGS` name, ``flat`` or ``layer<K>``."""
-    return method in POOLINGS or method == "flat" or _LAYER.fullmatch(method) is not None
+    """True when `pool` accepts ``method``: a `POOLINGS` name, ``flat``, ``select`` or
+    ``layer<K>``."""
+    return method in POOLINGS or method in FLAT_LAYERS or _LAYER.fullmatch(method) is not None
 
 
 def _one_row(frames: np.ndarray, method: str) -> np.ndarray:
@@ -69,7 +74,7 @@ def _function(method: str) -> tuple[PoolFunction, int]:
     """The pooling function and its width factor (0 for flat: it depends on the rows)."""
     if not known_pooling(method):
         raise ConfigError(f"Unknown pooling {method!r}; choose from {', '.join(POOLING_NAMES)}")
-    if method == "flat":
+    if method in FLAT_LAYERS:
         return (np.ravel, 0)
     if method in POOLINGS:
         return POOLINGS[method]
@@ -86,7 +91,7 @@ def pool(frames: np.ndarray, method: str) -> np.ndarray:
     """Pool a (T, d) float array (or a (d,) vector, read as T = 1) to a vector.
 
     Returns:
-        float64 array of shape (d,) for mean/max/std/layer<K>, (3 d,) for stats, (T d,) for flat.
+        float64 array of shape (d,) for mean/max/std/layer<K>, (3 d,) for stats, (T d,) for flat/select.
     """
     frames = np.asarray(frames, dtype=np.float64)
     if frames.ndim == 1:

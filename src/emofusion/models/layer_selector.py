@@ -2,11 +2,12 @@
 
 Self-supervised speech encoders (``hf_audio``) give one pooled row per layer, ``(L, w)`` per
 utterance; which layer carries emotion best differs by model and corpus. `LayerSelector` takes
-those arrays flattened (pooling ``flat``: ``(n, L * w)``) and keeps one layer, the mean of all
-layers, or a weighted average of the layers. With ``layer="cv"`` it scores every candidate by
-cross-validation over speaker-grouped inner folds of the data given to `fit` (the training
-speakers of an outer fold), so the choice never sees a test speaker; a fixed ``layer`` does not
-learn anything.
+those arrays flattened (pooling ``select``, their default in a run, or ``flat``: ``(n, L * w)``)
+and keeps one layer, the mean of all layers, or a weighted average of the layers. A run puts it
+in front of every model of a ``select`` modality (and of early fusion). With ``layer="cv"`` it
+scores every candidate by cross-validation over speaker-grouped inner folds of the data given to
+`fit` (the training speakers of an outer fold), so the choice never sees a test speaker; a fixed
+``layer`` does not learn anything.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         cv: number of inner folds for ``"cv"``.
         scoring: scikit-learn scorer name ranking the candidates.
         temperature: softmax temperature of the ``"weighted"`` candidate, in score units.
+        columns: ``(start, stop)``: the flattened layers are these columns of X and every other
+            column passes through (the kept layer takes the block's place; early fusion of an
+            encoder's layers with other features); None = all of X.
 
     Attributes:
         layer_: the kept layer: an index in ``[0, L)``, ``"mean"`` or ``"weighted"``.
@@ -67,17 +71,23 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         cv_scores_: ``{candidate: mean inner score}`` (``"cv"`` only).
         best_params_: ``{"layer": ...}`` (``"cv"`` only): a clone with these parameters keeps
             the same output without searching again (the weights for ``"weighted"``).
-        n_features_in_: ``L * w``.
+        n_features_in_: X's width (``L * w`` without ``columns``).
     """
 
     def __init__(self, n_layers: int = 1, layer: Layer = "cv", estimator: Any = None, cv: int = 3,
-                 scoring: str = "balanced_accuracy", temperature: float = 0.02):
+                 scoring: str = "balanced_accuracy", temperature: float = 0.02,
+                 columns: tuple[int, int] | None = None):
         self.n_layers = n_layers
         self.layer = layer
         self.estimator = estimator
         self.cv = cv
         self.scoring = scoring
         self.temperature = temperature
+        self.columns = columns
+
+    def _span(self, X: np.ndarray) -> tuple[int, int]:
+        """(start, stop) of the layers block in X."""
+        return (0, X.shape[1]) if self.columns is None else tuple(self.columns)
 
     def _layers(self, X: np.ndarray) -> np.ndarray:
         """``(n, L, w)`` view of ``X`` of shape ``(n, L * w)``."""
@@ -112,7 +122,8 @@ class LayerSelector(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None, groups=None) -> LayerSelector:
         """Choose the layer from X ``(n, L * w)``, labels y ``(n,)`` and speakers ``groups``."""
         X = validate_data(self, X, dtype=np.float64)
-        layers = self._layers(X)
+        start, stop = self._span(X)
+        layers = self._layers(X[:, start:stop])
         self.__dict__.pop("cv_scores_", None)
         self.__dict__.pop("best_params_", None)
         if not (isinstance(self.layer, str) and self.layer == "cv"):
@@ -138,7 +149,10 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X) -> np.ndarray:
-        """The kept layer (or weighted average of layers) of X ``(n, L * w)``: ``(n, w)``."""
+        """The kept layer (or weighted average of layers) of X ``(n, L * w)``: ``(n, w)`` (with
+        ``columns``, the other columns of X around it)."""
         check_is_fitted(self, "weights_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return np.tensordot(self._layers(X), self.weights_, axes=([1], [0]))
+        start, stop = self._span(X)
+        kept = np.tensordot(self._layers(X[:, start:stop]), self.weights_, axes=([1], [0]))
+        return np.hstack([X[:, :start], kept, X[:, stop:]])

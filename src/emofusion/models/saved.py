@@ -38,6 +38,7 @@ SAVED_MODEL_TYPES: frozenset[str] = frozenset({
     "emofusion.fusion.stacking.StackingFusionClassifier",
     "emofusion.models.classical.CalibratedSVC",
     "emofusion.models.classical.NearestNeighboursClassifier",
+    "emofusion.models.layer_selector.LayerSelector",
     "emofusion.models.lda.ShrinkageLDA",
     "emofusion.models.pipeline.GroupResampledClassifier",
     "emofusion.models.text.TfidfClassifier",
