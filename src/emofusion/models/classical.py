@@ -135,6 +135,7 @@ register(ModelSpec(
     grid={"class_weight": [None, "balanced"]}, input="text"))
 register(ModelSpec(
     name="auto", description="Per system, the best of lda, logreg (up to 4M rows x features) and "
-    "svm_rbf (up to 2,000 rows), family and grid chosen on the training speakers' inner folds",
+    "svm_rbf (up to 2,000 rows and 1M rows x features), family and grid chosen on the training "
+    "speakers' inner folds",
     build=_portfolio_build, portfolio=("lda", "logreg", "svm_rbf"), scale_invariant=True,
-    size_limits={"logreg": (None, 4e6), "svm_rbf": (2000, None)}))
+    size_limits={"logreg": (None, 4e6), "svm_rbf": (2000, 1e6)}))
