@@ -127,12 +127,12 @@ def test_unknown_pooling_method_is_refused(clean_data, tmp_path, capsys):
     code, err = call_cli(capsys, ["run", str(clean_data), "--out", str(tmp_path / "o"),
                                   "--pooling", "visual=median"])
     assert_clean_failure(code, err, "pooling visual=median: unknown pooling method; choose from "
-                                    "mean, max, std, stats, flat, layer<K>, auto")
+                                    "mean, max, std, stats, flat, select, layer<K>, auto")
     with pytest.raises(ConfigError, match="default_pooling 'avg': unknown pooling method"):
         build_config({"dataset": "d.csv", "default_pooling": "avg"})
     layers = build_config({"dataset": "d.csv", "pooling": {"ssl": "layer-1", "w2v": "flat"}})
     assert layers.pooling_for("ssl", "layers") == "layer-1"
-    assert build_config({"dataset": "d.csv"}).pooling_for("ssl", "layers") == "mean"
+    assert build_config({"dataset": "d.csv"}).pooling_for("ssl", "layers") == "select"
 
 
 @pytest.mark.parametrize("split", ["k0", "k1"])
