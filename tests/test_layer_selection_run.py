@@ -13,6 +13,9 @@ import pandas as pd
 import pytest
 
 from emofusion.config import build_config
+from emofusion.errors import ConfigError
+from emofusion.evaluation.experiment import make_plan
+from emofusion.evaluation.nested import _model_width
 from emofusion.inference import predict_dataset, train_model
 from emofusion.models.layer_selector import LayerSelector
 from emofusion.models.saved import load_model, save_model
@@ -73,7 +76,7 @@ def test_the_layer_is_chosen_on_training_speakers_only(layered_csv, tmp_path, fa
     folds = json.loads((tmp_path / "run" / "folds.json").read_text())
     for fold in folds:
         for system in ("ssl", "early"):
-            assert fold["systems"][system]["selected_layers"] == [EMOTIONAL_LAYER], system
+            assert fold["systems"][system]["selected_layers"] == {"ssl": EMOTIONAL_LAYER}, system
         assert "selected_layers" not in fold["systems"]["prosody"]
     ssl = result.predictions[result.predictions["system"] == "ssl"]
     assert (ssl["predicted"] == ssl["true"]).mean() > 0.9
@@ -104,3 +107,28 @@ def test_a_saved_model_keeps_the_chosen_layer_and_predicts_as_the_run(layered_cs
         columns = [c for c in expected.columns if c.startswith("proba_")]
         np.testing.assert_allclose(predicted[columns].to_numpy(), expected[columns].to_numpy(),
                                    atol=1e-6, err_msg=system)
+
+
+def test_auto_sizes_its_candidates_by_the_width_the_model_sees():
+    """`auto` leaves out a candidate by the width after layer selection, not the flat width."""
+    plan = make_plan(build_config({"dataset": "d.csv", "model": "auto"}),
+                     {"ssl": np.zeros((4, 26 * 1024)), "prosody": np.zeros((4, 5)),
+                      "early": np.zeros((4, 26 * 1024 + 5))}, ["ssl", "prosody"], {"ssl": 26})
+    assert [name for name, _ in plan.base_estimator("early").candidates[0][1].steps][0] == \
+        "layers_ssl"
+    for name in ("ssl", "early"):
+        [(_, pipeline, _)] = [c for c in plan.base_estimator(name).candidates if c[0] == "logreg"]
+        assert _model_width(pipeline, 26 * 1024 + (5 if name == "early" else 0)) == \
+            1024 + (5 if name == "early" else 0)
+    searched = plan.base_estimator("ssl")
+    assert searched._affordable("logreg", (1000, 1024))
+    assert not searched._affordable("logreg", (1000, 26 * 1024))
+
+
+def test_a_plan_without_any_system_is_refused():
+    """Early fusion alone over one pooled modality and the transcripts has nothing to fit."""
+    config = build_config({"dataset": "d.csv", "systems": ["early"]})
+    transcripts = np.array([["a"], ["b"], ["c"], ["d"]], dtype=object)
+    with pytest.raises(ConfigError, match="none of the systems"):
+        make_plan(config, {"prosody": np.zeros((4, 5)), "transcript": transcripts},
+                  ["prosody", "transcript"])

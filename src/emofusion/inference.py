@@ -33,8 +33,8 @@ from emofusion.models.saved import ModelCard, SavedModel
 from emofusion.runner import (
     PreparedData,
     _system_inputs,
+    layer_counts,
     prepare_data,
-    selected_layers,
     transcript_texts,
 )
 
@@ -69,7 +69,7 @@ def train_model(config: RunConfig, system: str) -> SavedModel:
     modalities = list(data.manifest.modalities)
     all_systems = config.model_copy(update={"systems": ["unimodal", *FUSION_SYSTEMS]})
     inputs = _system_inputs(data, config, spec)
-    plan = make_plan(all_systems, inputs, modalities, selected_layers(data, config, spec))
+    plan = make_plan(all_systems, inputs, modalities, layer_counts(data, config, spec))
     if spec.multimodal and system == "early":
         system = "model_fusion"
     choices = [*modalities, *filter(None, [plan.early_name]), *plan.fusions]

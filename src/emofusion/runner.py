@@ -199,7 +199,7 @@ def _system_inputs(data: PreparedData, config: RunConfig, spec: ModelSpec) -> di
     return inputs
 
 
-def selected_layers(data: PreparedData, config: RunConfig, spec: ModelSpec) -> dict[str, int]:
+def layer_counts(data: PreparedData, config: RunConfig, spec: ModelSpec) -> dict[str, int]:
     """Per modality pooled ``select`` (every encoder layer kept, `models.layer_selector`), its
     number of layers: pooled width / frame width."""
     if spec.input != "pooled":
@@ -383,7 +383,7 @@ def run(config: RunConfig, *, progress: bool = True, console: Console | None = N
         run_warnings.append(RANDOM_SPLIT_WARNING)
     setup = make_setup(config, _system_inputs(data, config, spec), y, manifest.speakers,
                        list(manifest.modalities), len(manifest.label_names),
-                       selected_layers(data, config, spec))
+                       layer_counts(data, config, spec))
     data_hash = data_sha256(manifest.table, data.features)
     run_provenance = folder.begin(config, data_hash, provenance(data_hash))
     outputs = _run_folds(folds, setup, config, console, progress, folder)

@@ -24,6 +24,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from emofusion.config import TRANSCRIPT, RunConfig
+from emofusion.errors import ConfigError
 from emofusion.evaluation.splits import OuterFold
 from emofusion.features.normalization import normalise_inputs
 from emofusion.features.sequences import is_pooled
@@ -206,18 +207,18 @@ def predictions_table(outputs: list[FoldOutput], table: pd.DataFrame, y: np.ndar
     return pd.concat(frames, ignore_index=True)
 
 
-def layer_blocks(inputs: dict[str, Any], modalities: list[str],
-                 layers: dict[str, int]) -> dict[str, tuple[tuple[int, int, int], ...]]:
-    """Per base input, the (start, stop, n_layers) columns of the modalities pooled ``select``
-    (`layers`: modality -> its encoder's layer count), in the modality's own input and in the
-    early-fusion concatenation of the pooled modalities."""
-    blocks: dict[str, tuple[tuple[int, int, int], ...]] = {}
+def layer_blocks(inputs: dict[str, Any], modalities: list[str], layer_counts: dict[str, int],
+                 ) -> dict[str, tuple[tuple[str, int, int, int], ...]]:
+    """Per base input, the (modality, start, stop, n_layers) column blocks of the modalities
+    pooled ``select`` (`layer_counts`: modality -> its encoder's layer count), in the modality's
+    own input and in the early-fusion concatenation of the pooled modalities."""
+    blocks: dict[str, tuple[tuple[str, int, int, int], ...]] = {}
     early, start = [], 0
     for modality in (m for m in modalities if is_pooled(inputs[m])):
         width = inputs[modality].shape[1]
-        if modality in layers:
-            blocks[modality] = ((0, width, layers[modality]),)
-            early.append((start, start + width, layers[modality]))
+        if modality in layer_counts:
+            blocks[modality] = ((modality, 0, width, layer_counts[modality]),)
+            early.append((modality, start, start + width, layer_counts[modality]))
         start += width
     if early and "early" in inputs:
         blocks["early"] = tuple(early)
@@ -225,9 +226,9 @@ def layer_blocks(inputs: dict[str, Any], modalities: list[str],
 
 
 def make_plan(config: RunConfig, inputs: dict[str, Any], modalities: list[str],
-              layers: dict[str, int] | None = None) -> SystemPlan:
+              layer_counts: dict[str, int] | None = None) -> SystemPlan:
     """The systems a config asks for, over these base modalities (`inputs`: their matrices; early
-    fusion concatenates the pooled ones; `layers`: the layer count of each modality pooled
+    fusion concatenates the pooled ones; `layer_counts`: the layer count of each modality pooled
     ``select``, whose layer is chosen in front of its models)."""
     from emofusion.models.registry import get_model
 
@@ -244,17 +245,22 @@ def make_plan(config: RunConfig, inputs: dict[str, Any], modalities: list[str],
               for m in modalities}
     if early:
         models[early] = config.model
-    return SystemPlan(
+    plan = SystemPlan(
         modalities=tuple(modalities), early_name=early, fusions=fusions,
         report_unimodal="unimodal" in config.systems or len(modalities) < 2, models=models,
         grid=config.param_grid, grid_model=config.model, imbalance=config.imbalance,
         scaling=config.scaling, inner_folds=config.inner_folds, scoring=config.scoring, seed=config.seed,
-        device=config.device, layer_blocks=layer_blocks(inputs, modalities, layers or {}))
+        device=config.device, layer_blocks=layer_blocks(inputs, modalities, layer_counts or {}))
+    if not plan.systems():
+        raise ConfigError(f"none of the systems {config.systems} can be built from the modalities "
+                          f"{modalities} (early fusion and late fusion need two or more); add "
+                          "'unimodal' to --systems or give more modalities")
+    return plan
 
 
 def make_setup(config: RunConfig, inputs: dict[str, Any], y: np.ndarray, speakers: np.ndarray,
                modalities: list[str], n_classes: int,
-               layers: dict[str, int] | None = None) -> FoldSetup:
+               layer_counts: dict[str, int] | None = None) -> FoldSetup:
     """The fold workers' shared setup from a config and prepared inputs."""
     return FoldSetup(inputs=inputs, y=y, speakers=speakers,
-                     plan=make_plan(config, inputs, modalities, layers), n_classes=n_classes)
+                     plan=make_plan(config, inputs, modalities, layer_counts), n_classes=n_classes)

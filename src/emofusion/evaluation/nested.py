@@ -18,7 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_features, check_is_fitted, column_or_1d
 
 from emofusion.evaluation import splits as splitting
-from emofusion.models.layer_selector import LayerSelector
+from emofusion.models.layer_selector import LAYER_STEP_PREFIX, LayerSelector
 from emofusion.models.pipeline import (
     CLASSIFIER_STEP,
     FittedEstimatorPredicts,
@@ -106,6 +106,16 @@ def _internal_search(classifier, fixed: dict[str, Any],
     return chosen, None if score is None else float(score)
 
 
+def _model_width(pipeline, width: int) -> int:
+    """The width the pipeline's model sees for X of `width` columns: less what its
+    `LayerSelector` steps drop (each keeps one layer's width of its block)."""
+    for _, step in pipeline.steps:
+        if isinstance(step, LayerSelector):
+            start, stop = step.columns if step.columns is not None else (0, width)
+            width -= (stop - start) - (stop - start) // step.n_layers
+    return width
+
+
 class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator):
     """One model, or a portfolio of models, chosen on speaker-grouped inner folds.
 
@@ -143,7 +153,8 @@ class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator
         shape = (len(y), getattr(X, "shape", (0, 1))[1] if getattr(X, "ndim", 2) > 1 else 1)
         results = {}
         for position, (name, pipeline, grid) in enumerate(self.candidates):
-            if position and not self._affordable(name, shape):
+            if position and not self._affordable(name, (shape[0],
+                                                        _model_width(pipeline, shape[1]))):
                 continue
             results[name] = fit_with_search(clone(pipeline), grid, X, y, groups,
                                             inner_folds=self.inner_folds, scoring=self.scoring,
@@ -168,10 +179,12 @@ class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator
                   "inner_score": self.inner_score_, "inner_speakers": self.inner_speakers_}
         if self.candidate_scores_:
             record["candidate_scores"] = self.candidate_scores_
-        selectors = [step for _, step in self.estimator_.steps if isinstance(step, LayerSelector)]
-        if selectors:  # the layer (index, "mean") or layer weights each block kept
-            record["selected_layers"] = [getattr(s, "best_params_", {"layer": s.layer_})["layer"]
-                                         for s in selectors]
+        selectors = {name.removeprefix(LAYER_STEP_PREFIX): step
+                     for name, step in self.estimator_.steps if isinstance(step, LayerSelector)}
+        if selectors:  # per modality, the layer (index, "mean") or the layer weights it kept
+            record["selected_layers"] = {
+                modality: getattr(s, "best_params_", {"layer": s.layer_})["layer"]
+                for modality, s in selectors.items()}
         documents = getattr(core_classifier(self.estimator_), "n_documents_", None)
         if documents is not None:
             record["n_fitted_documents"] = int(documents)

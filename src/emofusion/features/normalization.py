@@ -25,10 +25,11 @@ def statistics(X: np.ndarray) -> Stats:
 
 def input_statistics(X: np.ndarray) -> Stats:
     """The (mean, std) vectors (d,) of pooled rows X (n, d), or of every frame of X, an (n, 1)
-    object column of (T_i, d) frames."""
+    object column of (T_i, d) frames (None or empty cells skipped)."""
     if is_pooled(X):
         return statistics(X)
-    return statistics(np.concatenate([np.atleast_2d(cell) for cell in X[:, 0]]).astype(np.float64))
+    return statistics(np.concatenate([np.atleast_2d(cell) for cell in X[:, 0]
+                                      if cell is not None and len(cell) > 0]).astype(np.float64))
 
 
 def normalise_with(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from emofusion.evaluation.nested import SearchedClassifier
 from emofusion.features.sequences import is_pooled
 from emofusion.fusion.late import LateFusionClassifier, fit_base
 from emofusion.fusion.stacking import StackingFusionClassifier, modality_out_of_fold
-from emofusion.models.layer_selector import LayerSelector
+from emofusion.models.layer_selector import LAYER_STEP_PREFIX, LayerSelector
 from emofusion.models.pipeline import build_pipeline, classifier_prefix, core_classifier
 from emofusion.models.registry import get_model
 
@@ -45,8 +45,8 @@ class SystemPlan:
         grid_model: the model `grid` is for.
         imbalance, scaling, inner_folds, scoring, seed, device: the run's options (`device`:
             where PyTorch models train).
-        layer_blocks: per base input, the (start, stop, n_layers) column blocks of encoder layers
-            pooled ``select``: a `LayerSelector` in front of every candidate model chooses the
+        layer_blocks: per base input, the (modality, start, stop, n_layers) column blocks of
+            encoder layers pooled ``select``: a `LayerSelector` in front of every candidate model chooses the
             layer (or a layer weighting) on the training speakers' inner folds.
     """
 
@@ -63,7 +63,7 @@ class SystemPlan:
     scoring: str
     seed: int
     device: str = "cpu"
-    layer_blocks: dict[str, tuple[tuple[int, int, int], ...]] = field(default_factory=dict)
+    layer_blocks: dict[str, tuple[tuple[str, int, int, int], ...]] = field(default_factory=dict)
 
     def systems(self) -> list[str]:
         """The reported systems, in report order."""
@@ -97,10 +97,11 @@ class SystemPlan:
     def _layer_selectors(self, name: str) -> list[tuple[str, LayerSelector]]:
         """Pipeline steps choosing the layers of each ``select`` block of input `name`, the last
         block first (so the earlier blocks keep their columns)."""
-        blocks = sorted(self.layer_blocks.get(name, ()), reverse=True)
-        return [(f"layers{k}", LayerSelector(n_layers=n_layers, columns=(start, stop),
-                                             cv=self.inner_folds, scoring=self.scoring))
-                for k, (start, stop, n_layers) in enumerate(blocks)]
+        blocks = sorted(self.layer_blocks.get(name, ()), key=lambda block: -block[1])
+        return [(f"{LAYER_STEP_PREFIX}{modality}",
+                 LayerSelector(n_layers=n_layers, columns=(start, stop), cv=self.inner_folds,
+                               scoring=self.scoring))
+                for modality, start, stop, n_layers in blocks]
 
     def stacks(self, name: str) -> bool:
         """Whether base system `name` feeds the stacking meta-learner (its out-of-fold

@@ -25,6 +25,9 @@ from emofusion.errors import ConfigError
 from emofusion.evaluation.splits import inner_folds
 from emofusion.models.lda import ShrinkageLDA
 
+LAYER_STEP_PREFIX = "layers_"
+"""A run's pipeline step ``layers_<modality>`` is the `LayerSelector` of that modality's block."""
+
 Layer = int | str | tuple[float, ...]
 """A layer index (negative counts from the last layer), ``"mean"`` (average of the layers) or
 one weight per layer (a fixed weighted average)."""
@@ -94,7 +97,8 @@ class LayerSelector(TransformerMixin, BaseEstimator):
         if self.n_layers < 1 or X.shape[1] % self.n_layers:
             raise ConfigError(f"LayerSelector: {X.shape[1]} features cannot be split into "
                               f"n_layers={self.n_layers} layers of equal width; give the "
-                              "modality's 'layers' from features.json and pooling 'flat'")
+                              "modality's 'layers' from features.json and pooling 'select' "
+                              "or 'flat'")
         return X.reshape(len(X), self.n_layers, -1)
 
     def _fixed(self, layer: Layer) -> tuple[Layer, np.ndarray]:
