@@ -8,7 +8,8 @@ Layout of ``<run folder>/folds/``:
   fields, the data's content hash) and the provenance recorded when the run started;
 * ``fold_NN.npz``: one finished fold: ``proba_<k>`` (n_test, n_classes) float64 probabilities
   of the k-th system and ``meta``, a JSON string with the fold index, held-out groups, system
-  names, searches (chosen parameters, inner scores and speakers) and seconds.
+  names, searches (chosen parameters, inner scores and speakers) and seconds (the fold's task
+  times summed: its base systems' fits and the fusion step).
 
 Every file is written atomically (a temporary file in the same folder, then `os.replace`).
 """

@@ -57,10 +57,6 @@ class FoldSetup:
     n_classes: int
     blas_threads: int = 1  # more BLAS threads per worker made folds several times slower here
 
-    @property
-    def modalities(self) -> list[str]:
-        return list(self.plan.modalities)
-
     def for_base(self, name: str) -> FoldSetup:
         """This setup with only base system `name`'s input: what its tasks need (a local worker
         then receives only that input)."""
@@ -137,7 +133,7 @@ def combine_fold(fold: OuterFold, setup: FoldSetup, bases: list[BaseOutput]) -> 
     start = time.perf_counter()
     plan = setup.plan
     done = {base.name: base for base in bases}
-    modalities = [done[m] for m in plan.modalities if plan.fusions]
+    unimodal = [done[m] for m in plan.modalities] if plan.fusions else []
     probabilities, searches = {}, {}
     with threadpool_limits(limits=setup.blas_threads):
         for name in plan.systems():
@@ -145,8 +141,8 @@ def combine_fold(fold: OuterFold, setup: FoldSetup, bases: list[BaseOutput]) -> 
                 probabilities[name], record = done[name].probabilities, done[name].search
             else:
                 probabilities[name], record = fused_probabilities(
-                    plan, name, [m.probabilities for m in modalities],
-                    [m.out_of_fold for m in modalities], setup.y[fold.train],
+                    plan, name, [base.probabilities for base in unimodal],
+                    [base.out_of_fold for base in unimodal], setup.y[fold.train],
                     setup.speakers[fold.train])
             if record is not None:
                 searches[name] = record
