@@ -22,7 +22,7 @@ from emofusion.features.normalization import (
     average_statistics,
     input_statistics,
     normalise_inputs,
-    normalise_with,
+    normalise_per_speaker,
     speaker_statistics,
 )
 from emofusion.features.pooling import pool
@@ -168,19 +168,16 @@ def adapt_to_speakers(X: np.ndarray, card: ModelCard, unit: str, speakers,
     (speaker-adaptive) uses each speaker's enrolment utterances or its own rows (at least
     MIN_ADAPTATION_UTTERANCES); every other speaker, and ``speaker_strict``, gets the training
     speakers' average statistics."""
-    out = normalise_with(X, *(np.asarray(v) for v in card.speaker_fallback[unit]))
+    fallback = tuple(np.asarray(v) for v in card.speaker_fallback[unit])
     enrolment = enrolment or {}
-    sources = adaptation_sources(card, speakers, set(enrolment))
-    for speaker, source in sources.items():
-        rows = speakers == speaker
+    stats = {}
+    for speaker, source in adaptation_sources(card, speakers, set(enrolment)).items():
         if source == "enrolment":
-            stats = input_statistics(_unit_rows(card, unit, enrolment[speaker]))
+            stats[speaker] = input_statistics(_unit_rows(card, unit, enrolment[speaker]))
         elif source == "own utterances":
-            stats = input_statistics(X[rows])
-        else:
-            continue
-        out[rows] = normalise_with(X[rows], *stats)
-    return out
+            stats[speaker] = input_statistics(X[speakers == speaker])
+    groups = speakers if speakers is not None else np.full(len(X), "")
+    return normalise_per_speaker(X, groups, stats, fallback)
 
 
 def _prediction_table(model: SavedModel, ids, frames: dict[str, list], speakers: np.ndarray,

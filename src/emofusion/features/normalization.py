@@ -32,17 +32,32 @@ def input_statistics(X: np.ndarray) -> Stats:
                                       if cell is not None and len(cell) > 0]).astype(np.float64))
 
 
-def normalise_with(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """Pooled rows (n, d), or an (n, 1) object column of (T_i, d) frames (float32 cells, views of
-    one array; None stays None), z-normalised with these (d,) statistics."""
+def _normalised_rows(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Pooled rows (n, d), or an (n, 1) object column of (T_i, d) frames (float32 cells; None
+    stays None), z-normalised with these (d,) statistics."""
     if is_pooled(X):
         return (X - mean) / std
     out = np.empty(X.shape, dtype=object)
-    cells = [None if cell is None or len(cell) == 0 else
-             ((np.atleast_2d(cell).astype(np.float64) - mean) / std).astype(np.float32)
-             for cell in X[:, 0]]
-    for i, cell in enumerate(pack_frames(cells)):
-        out[i, 0] = cell
+    for i, cell in enumerate(X[:, 0]):
+        out[i, 0] = None if cell is None or len(cell) == 0 else (
+            (np.atleast_2d(cell).astype(np.float64) - mean) / std).astype(np.float32)
+    return out
+
+
+def normalise_per_speaker(X: np.ndarray, speakers: np.ndarray, stats: dict[str, Stats],
+                          fallback: Stats) -> np.ndarray:
+    """X (pooled (n, d) rows or an (n, 1) column of frames) with each speaker's rows normalised
+    by ``stats[speaker]``, or by `fallback` for a speaker without statistics.
+
+    Returns:
+        normalised copy of X's shape (frames: float32 cells, views of one array).
+    """
+    out = np.empty(X.shape, dtype=np.float64 if is_pooled(X) else object)
+    for speaker in np.unique(speakers):
+        mask = speakers == speaker
+        out[mask] = _normalised_rows(X[mask], *stats.get(speaker, fallback))
+    if not is_pooled(X):
+        out[:, 0] = pack_frames(list(out[:, 0]))
     return out
 
 
@@ -72,14 +87,7 @@ def speaker_normalise(X: np.ndarray, speakers: np.ndarray,
     """
     rows = slice(None) if fit_rows is None else fit_rows
     stats = speaker_statistics(X[rows], speakers[rows])
-    fallback = average_statistics(stats)
-    out = np.empty(X.shape, dtype=np.float64 if is_pooled(X) else object)
-    for speaker in np.unique(speakers):
-        mask = speakers == speaker
-        out[mask] = normalise_with(X[mask], *stats.get(speaker, fallback))
-    if not is_pooled(X):
-        out[:, 0] = pack_frames(list(out[:, 0]))
-    return out
+    return normalise_per_speaker(X, speakers, stats, average_statistics(stats))
 
 
 def _is_frame_column(column: np.ndarray) -> bool:
