@@ -136,25 +136,45 @@ def killed_worker_message(exc) -> str:
         "machine's memory). The finished folds are saved: rerun with --resume to continue")
 
 
+LOST_SETUP_RETRIES = 3
+"""How often a run scatters its setup again after the cluster lost it with a worker."""
+
+
 def run_folds(client, folds: list[OuterFold], setup: FoldSetup) -> Iterator[FoldOutput]:
     """Each fold's output as soon as all its tasks have finished on the cluster behind `client`
-    (`combined_folds`; in finishing order).
+    (`combined_folds`; in finishing order). Scattered data cannot be recomputed: when a killed
+    worker took the setup with it, Dask cancels the tasks that need it, and the folds not yet
+    finished are submitted again with the setup scattered anew.
 
     Raises:
-        ClusterError: the workers' versions differ, or a task killed too many workers.
+        ClusterError: the workers' versions differ, a task killed too many workers, or the
+            setup was lost more than LOST_SETUP_RETRIES times.
     """
-    from distributed import KilledWorker, as_completed
+    from distributed import CancelledError, KilledWorker, as_completed
 
     check_worker_versions(client)
-    setup_future = scatter_setup(client, setup)
-    futures = submit_tasks(client, folds, setup, setup_future)
-    try:
-        finished = as_completed(futures, with_results=True, loop=client.loop)
-        yield from combined_folds(folds, setup, (output for _, output in finished))
-    except KilledWorker as exc:
-        raise ClusterError(killed_worker_message(exc)) from exc
-    finally:
-        client.cancel([*futures, setup_future])
+    remaining = list(folds)
+    for attempt in range(LOST_SETUP_RETRIES + 1):
+        setup_future = scatter_setup(client, setup)
+        futures = submit_tasks(client, remaining, setup, setup_future)
+        finished: set[int] = set()
+        try:
+            outputs = (future.result() for future in as_completed(futures, loop=client.loop))
+            for output in combined_folds(remaining, setup, outputs):
+                finished.add(output.fold.index)
+                yield output
+            return
+        except KilledWorker as exc:
+            raise ClusterError(killed_worker_message(exc)) from exc
+        except CancelledError as exc:
+            if attempt == LOST_SETUP_RETRIES:
+                raise ClusterError(
+                    f"the cluster cancelled a task ({exc}) {attempt + 1} times, after losing the "
+                    "data it depends on with a worker; the finished folds are saved: rerun with "
+                    "--resume to continue") from exc
+            remaining = [fold for fold in remaining if fold.index not in finished]
+        finally:
+            client.cancel([*futures, setup_future])
 
 
 def worker_summary(client) -> dict[str, Any]:
