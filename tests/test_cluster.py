@@ -3,7 +3,8 @@
 stopped at the end even when a test fails.
 
 The dask run's predictions must equal the loky run's exactly (LDA and the PyTorch MLP), a run
-schedules one task per fold and base system, the fold setup travels once per worker (a task
+schedules one task per fold and base system (and, when asked, one per grid point of each
+search, with the same result), the fold setup travels once per worker (a task
 carries only its fold and base), a worker killed with SIGKILL in the middle of a task changes
 nothing, and mismatched versions or workers that keep dying end the run
 with one clear message.
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cloudpickle
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -32,7 +34,7 @@ import emofusion  # noqa: E402
 from emofusion import cluster, runner  # noqa: E402
 from emofusion.cli import main  # noqa: E402
 from emofusion.config import build_config  # noqa: E402
-from emofusion.evaluation.experiment import make_setup  # noqa: E402
+from emofusion.evaluation.experiment import make_setup, run_fold  # noqa: E402
 from emofusion.models.registry import get_model  # noqa: E402
 
 WORKERS = 2
@@ -181,9 +183,9 @@ def test_scheduler_local_starts_a_cluster_of_jobs_processes(data, loky_predictio
     pd.testing.assert_frame_equal(predictions, loky_predictions["lda"], check_exact=True)
 
 
-def _setup_and_folds(data: Path, tmp_path: Path):
+def _setup_and_folds(data: Path, tmp_path: Path, **options):
     config = build_config({"dataset": data, "out": tmp_path / "o", "split": "k5",
-                           "use_cache": False})
+                           "use_cache": False, **options})
     prepared = runner.prepare_data(config)
     manifest = prepared.manifest
     setup = make_setup(config, runner._system_inputs(prepared, config, get_model(config.model)),
@@ -207,6 +209,46 @@ def test_the_fold_setup_travels_once_per_worker_and_tasks_carry_only_their_fold(
         assert max(per_task) < 4096  # the function, ~60 row indices, a name, the setup's key
     finally:
         client.cancel([future])
+
+
+def test_grid_points_are_tasks_of_their_own_and_change_no_prediction(client, data, tmp_path,
+                                                                    monkeypatch):
+    setup, folds = _setup_and_folds(data, tmp_path, model="logreg", systems=["unimodal", "early"],
+                                    param_grid={"C": [0.01, 1.0]})
+    folds = folds[:2]
+    assert not cluster.splits_grids(client, folds, setup)  # 8 fold x base tasks, 2 threads
+    keys: list[str] = []
+    real_submit = client.submit
+
+    def recording(*args, key, **kwargs):
+        keys.append(key)
+        return real_submit(*args, key=key, **kwargs)
+
+    monkeypatch.setattr(client, "submit", recording)
+    outputs = {o.fold.index: o for o in cluster.run_folds(client, folds, setup, grid_tasks=True)}
+    grid_keys = {tuple(key.split("-")[2:6]) for key in keys if key.startswith("emofusion-grid")}
+    assert grid_keys == {(f"{fold.index:02d}", base, "logreg", str(point)) for fold in folds
+                         for base in BASES for point in (0, 1)}
+    assert len(keys) == len(grid_keys) + len(folds) * len(BASES)
+    for fold in folds:
+        local = run_fold(fold, setup)
+        assert outputs[fold.index].searches == local.searches
+        for system, probabilities in local.probabilities.items():
+            np.testing.assert_array_equal(outputs[fold.index].probabilities[system],
+                                          probabilities)
+
+
+def test_grid_points_become_tasks_when_the_cluster_has_threads_to_spare(data, tmp_path):
+    class Cluster:
+        def __init__(self, threads: int):
+            self.threads = threads
+
+        def nthreads(self) -> dict[str, int]:
+            return {f"worker{k}": 1 for k in range(self.threads)}
+
+    setup, folds = _setup_and_folds(data, tmp_path)
+    assert not cluster.splits_grids(Cluster(20), folds, setup)  # 5 folds x 4 bases
+    assert cluster.splits_grids(Cluster(21), folds, setup)
 
 
 def test_versions_of_the_workers_are_compared_with_this_process(scheduler, data, tmp_path,

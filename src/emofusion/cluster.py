@@ -4,6 +4,10 @@
   transcript system, ``early`` / ``model_fusion``), so a run of 10 folds and 4 bases keeps 40
   workers busy; the client combines a fold's late fusion and stacking when all its tasks are done
   (`experiment.combined_folds`).
+* When the cluster has more worker threads than the run has such tasks, every grid point of a
+  base system's search is a task too (its inner-fold score); the base's task then only refits
+  the best point (`submit_tasks`). A search with one candidate (the default LDA searches its
+  shrinkage inside its own fit) stays one task.
 * The fold setup (every feature matrix, labels, speakers, plan) is scattered to every worker
   once per run (`scatter_setup`); each task then carries only its fold (train/test row indices),
   its base system's name and a reference to the scattered setup (`task_bytes` measures it).
@@ -36,7 +40,9 @@ from emofusion.evaluation.experiment import (
     FoldSetup,
     combined_folds,
     fold_tasks,
+    grid_point_tasks,
     run_base,
+    score_grid_point,
 )
 from emofusion.evaluation.splits import OuterFold
 
@@ -93,10 +99,21 @@ def check_worker_versions(client) -> None:
             "them")
 
 
-def run_base_alone(fold: OuterFold, name: str, setup: FoldSetup) -> BaseOutput:
-    """`run_base`, never concurrently with another task of the same worker process."""
+def run_base_alone(fold: OuterFold, name: str, setup: FoldSetup,
+                   points: list[tuple[str, int]] | None = None,
+                   scores: list[float | None] | None = None) -> BaseOutput:
+    """`run_base` (given its grid points' `scores` when grid-candidate tasks computed them),
+    never concurrently with another task of the same worker process."""
+    inner_scores = dict(zip(points, scores, strict=True)) if points else None
     with _ONE_TASK_AT_A_TIME:
-        return run_base(fold, name, setup)
+        return run_base(fold, name, setup, inner_scores)
+
+
+def score_grid_point_alone(fold: OuterFold, name: str, point: tuple[str, int],
+                           setup: FoldSetup) -> float | None:
+    """`score_grid_point`, never concurrently with another task of the same worker process."""
+    with _ONE_TASK_AT_A_TIME:
+        return score_grid_point(fold, name, point, setup)
 
 
 def scatter_setup(client, setup: FoldSetup):
@@ -110,12 +127,33 @@ def task_bytes(fold: OuterFold, name: str, setup_future) -> int:
     return len(cloudpickle.dumps((run_base_alone, fold, name, setup_future)))
 
 
-def submit_tasks(client, folds: list[OuterFold], setup: FoldSetup, setup_future) -> list:
-    """One future per (fold, base system) task (`fold_tasks`); keys ``emofusion-fold-NN-BASE-*``."""
+def splits_grids(client, folds: list[OuterFold], setup: FoldSetup) -> bool:
+    """Whether the cluster has more worker threads than the run has (fold, base system) tasks:
+    then each grid point of a base's search is a task of its own (`submit_tasks`)."""
+    return sum(client.nthreads().values()) > len(fold_tasks(folds, setup))
+
+
+def submit_tasks(client, folds: list[OuterFold], setup: FoldSetup, setup_future,
+                 grid_tasks: bool = False) -> list:
+    """One future per (fold, base system) task (`fold_tasks`); keys ``emofusion-fold-NN-BASE-*``.
+
+    With `grid_tasks`, a base whose search has several grid points (`grid_point_tasks`) first
+    scores each point in a task of its own (keys ``emofusion-grid-NN-BASE-MODEL-INDEX-*``); its
+    (fold, base) task then refits the best point, given all the scores.
+    """
     run_id = uuid.uuid4().hex[:8]
-    return [client.submit(run_base_alone, fold, name, setup_future, pure=False,
-                          key=f"emofusion-fold-{fold.index:02d}-{name}-{run_id}")
-            for fold, name in fold_tasks(folds, setup)]
+    futures = []
+    for fold, name in fold_tasks(folds, setup):
+        points = grid_point_tasks(fold, name, setup) if grid_tasks else []
+        points = points if len(points) > 1 else []
+        scores = [client.submit(score_grid_point_alone, fold, name, point, setup_future,
+                                pure=False, key=f"emofusion-grid-{fold.index:02d}-{name}-"
+                                                f"{point[0]}-{point[1]}-{run_id}")
+                  for point in points]
+        futures.append(client.submit(run_base_alone, fold, name, setup_future, points, scores,
+                                     pure=False,
+                                     key=f"emofusion-fold-{fold.index:02d}-{name}-{run_id}"))
+    return futures
 
 
 def killed_worker_message(exc) -> str:
@@ -140,11 +178,14 @@ LOST_SETUP_RETRIES = 3
 """How often a run scatters its setup again after the cluster lost it with a worker."""
 
 
-def run_folds(client, folds: list[OuterFold], setup: FoldSetup) -> Iterator[FoldOutput]:
+def run_folds(client, folds: list[OuterFold], setup: FoldSetup,
+              grid_tasks: bool | None = None) -> Iterator[FoldOutput]:
     """Each fold's output as soon as all its tasks have finished on the cluster behind `client`
-    (`combined_folds`; in finishing order). Scattered data cannot be recomputed: when a killed
-    worker took the setup with it, Dask cancels the tasks that need it, and the folds not yet
-    finished are submitted again with the setup scattered anew.
+    (`combined_folds`; in finishing order). `grid_tasks`: one task per grid point of each
+    search (None: when the cluster has more threads than fold x base tasks, `splits_grids`).
+    Scattered data cannot be recomputed: when a killed worker took the setup with it, Dask
+    cancels the tasks that need it, and the folds not yet finished are submitted again with
+    the setup scattered anew.
 
     Raises:
         ClusterError: the workers' versions differ, a task killed too many workers, or the
@@ -153,10 +194,12 @@ def run_folds(client, folds: list[OuterFold], setup: FoldSetup) -> Iterator[Fold
     from distributed import CancelledError, KilledWorker, as_completed
 
     check_worker_versions(client)
+    if grid_tasks is None:
+        grid_tasks = splits_grids(client, folds, setup)
     remaining = list(folds)
     for attempt in range(LOST_SETUP_RETRIES + 1):
         setup_future = scatter_setup(client, setup)
-        futures = submit_tasks(client, remaining, setup, setup_future)
+        futures = submit_tasks(client, remaining, setup, setup_future, grid_tasks)
         finished: set[int] = set()
         try:
             outputs = (future.result() for future in as_completed(futures, loop=client.loop))

@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from emofusion.config import TRANSCRIPT, RunConfig
 from emofusion.errors import ConfigError
+from emofusion.evaluation.nested import input_shape
 from emofusion.evaluation.splits import OuterFold
 from emofusion.features.normalization import normalise_inputs
 from emofusion.features.sequences import is_pooled
@@ -111,19 +112,44 @@ def fold_bases(setup: FoldSetup) -> list[str]:
     return setup.plan.base_names(setup.plan.systems())
 
 
-def run_base(fold: OuterFold, name: str, setup: FoldSetup) -> BaseOutput:
+def _fold_input(fold: OuterFold, name: str, setup: FoldSetup):
+    """Base system `name`'s input of all rows, normalised as the fold's scaling option says
+    (statistics of the fold's training rows, or per speaker)."""
+    return normalise_inputs({name: setup.inputs[name]}, setup.speakers, setup.plan.scaling,
+                            fold.train)[name]
+
+
+def run_base(fold: OuterFold, name: str, setup: FoldSetup,
+             inner_scores: dict[tuple[str, int], float | None] | None = None) -> BaseOutput:
     """Fit base system `name` on the fold's training speakers (`fusion.systems.fit_base_system`,
-    the code `emofusion train` runs) and predict its test speakers."""
+    the code `emofusion train` runs) and predict its test speakers. `inner_scores`: the scores
+    of its grid points, computed beforehand by `score_grid_point` tasks (None: it searches)."""
     start = time.perf_counter()
     plan = setup.plan
     with threadpool_limits(limits=setup.blas_threads):
-        X = normalise_inputs({name: setup.inputs[name]}, setup.speakers, plan.scaling,
-                             fold.train)[name]
+        X = _fold_input(fold, name, setup)
         fitted = fit_base_system(plan, name, X[fold.train], setup.y[fold.train],
-                                 setup.speakers[fold.train], plan.stacks(name))
+                                 setup.speakers[fold.train], plan.stacks(name), inner_scores)
         probabilities = full_probabilities(fitted.estimator, X[fold.test], setup.n_classes)
     return BaseOutput(fold.index, name, probabilities, search_record(fitted.estimator),
                       fitted.out_of_fold, time.perf_counter() - start)
+
+
+def grid_point_tasks(fold: OuterFold, name: str, setup: FoldSetup) -> list[tuple[str, int]]:
+    """(candidate model, grid index) of every grid point base system `name` searches on the
+    fold's training rows: one `score_grid_point` task each."""
+    columns = input_shape(setup.inputs[name])[1]
+    return setup.plan.base_estimator(name).grid_points((len(fold.train), columns))
+
+
+def score_grid_point(fold: OuterFold, name: str, point: tuple[str, int],
+                     setup: FoldSetup) -> float | None:
+    """The inner score of one grid point of base system `name` on the fold's training speakers
+    (a grid-candidate task; `run_base` then refits the winner given all of them)."""
+    with threadpool_limits(limits=setup.blas_threads):
+        X = _fold_input(fold, name, setup)
+        return setup.plan.base_estimator(name).score_grid_point(
+            *point, X[fold.train], setup.y[fold.train], setup.speakers[fold.train])
 
 
 def combine_fold(fold: OuterFold, setup: FoldSetup, bases: list[BaseOutput]) -> FoldOutput:

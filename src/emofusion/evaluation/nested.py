@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_val_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _num_features, check_is_fitted, column_or_1d
 
@@ -55,6 +55,21 @@ def _fit_params(pipeline, speakers: np.ndarray | None) -> dict[str, Any]:
     return {f"{name}__groups": speakers for name, step in pipeline.steps if accepts_groups(step)}
 
 
+def _own_search_follows(pipeline, inner_folds: int, scoring: str) -> None:
+    """Give a self-searching classifier (one with a ``cv`` parameter, e.g. ShrinkageLDA) the
+    run's inner folds and criterion."""
+    own_search = core_classifier(pipeline).get_params()
+    if "cv" in own_search:
+        own = {"cv": inner_folds, "scoring": scoring}
+        prefix = classifier_prefix(pipeline)
+        pipeline.set_params(**{f"{prefix}{k}": v for k, v in own.items() if k in own_search})
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The candidates of a model grid, in GridSearchCV's order (its ``cv_results_`` rows)."""
+    return list(ParameterGrid(grid))
+
+
 def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
                     speakers: np.ndarray | None, *, inner_folds: int, scoring: str,
                     score_always: bool = False) -> SearchResult:
@@ -75,10 +90,7 @@ def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
     inner = splitting.fold_speakers(splits, speakers) if speakers is not None else []
     fit_params = _fit_params(pipeline, speakers)
     prefix = classifier_prefix(pipeline)
-    own_search = core_classifier(pipeline).get_params()
-    if "cv" in own_search:  # a self-searching classifier: same inner folds and criterion
-        own = {"cv": inner_folds, "scoring": scoring}
-        pipeline.set_params(**{f"{prefix}{k}": v for k, v in own.items() if k in own_search})
+    _own_search_follows(pipeline, inner_folds, scoring)
     if grid_size(grid) > 1:
         search = GridSearchCV(pipeline, prefixed_grid(grid, prefix), cv=splits, scoring=scoring,
                               n_jobs=1, refit=True, error_score="raise")
@@ -90,9 +102,53 @@ def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
     pipeline.fit(X, y, **fit_params)
     chosen, score = _internal_search(pipeline.named_steps[CLASSIFIER_STEP], fixed, prefix)
     if score is None and score_always:
-        score = float(np.mean(cross_val_score(clone(pipeline), X, y, cv=splits, scoring=scoring,
-                                              params=fit_params, error_score="raise")))
+        score = _inner_score(clone(pipeline), X, y, speakers, inner_folds, scoring)
     return SearchResult(pipeline, chosen, score, inner)
+
+
+def _inner_score(pipeline, X, y: np.ndarray, speakers: np.ndarray | None, inner_folds: int,
+                 scoring: str) -> float:
+    """Mean score of an unfitted pipeline on the speaker-grouped inner folds (the number
+    GridSearchCV ranks its candidates by)."""
+    splits = splitting.inner_folds(y, speakers, inner_folds)
+    return float(np.mean(cross_val_score(pipeline, X, y, cv=splits, scoring=scoring,
+                                         params=_fit_params(pipeline, speakers),
+                                         error_score="raise")))
+
+
+def score_grid_point(pipeline, grid: dict[str, list[Any]], index: int, X, y: np.ndarray,
+                     speakers: np.ndarray | None, *, inner_folds: int, scoring: str,
+                     portfolio: bool) -> float | None:
+    """The inner score `fit_with_search` ranks candidate `index` of `grid` by, computed alone
+    (one grid-candidate task): its mean score on the inner folds, or for a one-candidate grid
+    the model's own search score (None when it has none and no portfolio needs a score)."""
+    _own_search_follows(pipeline, inner_folds, scoring)
+    if grid_size(grid) == 1:
+        return fit_with_search(pipeline, grid, X, y, speakers, inner_folds=inner_folds,
+                               scoring=scoring, score_always=portfolio).inner_score
+    prefix = classifier_prefix(pipeline)
+    pipeline.set_params(**{f"{prefix}{k}": v for k, v in grid_points(grid)[index].items()})
+    return _inner_score(pipeline, X, y, speakers, inner_folds, scoring)
+
+
+def refit_scored(pipeline, grid: dict[str, list[Any]], scores: list[float | None], X,
+                 y: np.ndarray, speakers: np.ndarray | None, *, inner_folds: int,
+                 scoring: str) -> SearchResult:
+    """`fit_with_search` given every candidate's inner score (`score_grid_point`): the first
+    best candidate refitted on all rows, as GridSearchCV's refit."""
+    if grid_size(grid) == 1:
+        result = fit_with_search(pipeline, grid, X, y, speakers, inner_folds=inner_folds,
+                                 scoring=scoring)
+        result.inner_score = scores[0] if result.inner_score is None else result.inner_score
+        return result
+    best = int(np.argmax(np.nan_to_num(np.array(scores, dtype=float), nan=-np.inf)))
+    prefix = classifier_prefix(pipeline)
+    _own_search_follows(pipeline, inner_folds, scoring)
+    pipeline.set_params(**{f"{prefix}{k}": v for k, v in grid_points(grid)[best].items()})
+    pipeline.fit(X, y, **_fit_params(pipeline, speakers))
+    splits = splitting.inner_folds(y, speakers, inner_folds)
+    inner = splitting.fold_speakers(splits, speakers) if speakers is not None else []
+    return SearchResult(pipeline, grid_points(grid)[best], scores[best], inner)
 
 
 def _internal_search(classifier, fixed: dict[str, Any],
@@ -116,6 +172,12 @@ def _model_width(pipeline, width: int) -> int:
     return width
 
 
+def input_shape(X) -> tuple[int, int]:
+    """(rows, columns) of a model input: a matrix, or an (n, 1) / (n,) object array of frames
+    or transcripts (one column)."""
+    return len(X), X.shape[1] if getattr(X, "ndim", 1) > 1 else 1
+
+
 class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator):
     """One model, or a portfolio of models, chosen on speaker-grouped inner folds.
 
@@ -127,6 +189,9 @@ class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator
         size_limits: candidate name -> (max training rows, max rows x features) beyond which
             that candidate is left out (its fits would cost too much; None = no limit). The
             first candidate is always tried.
+        inner_scores: the inner score of every grid point (`grid_points`: (candidate name,
+            index) -> `score_grid_point`), computed beforehand by separate grid-candidate
+            tasks on the same rows; `fit` then only refits the winner. None: `fit` searches.
 
     Fitted attributes: ``estimator_`` (the refitted winner), ``model_`` (its name),
     ``best_params_``, ``inner_score_``, ``inner_speakers_``, ``candidate_scores_`` (None for a
@@ -134,35 +199,65 @@ class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator
     """
 
     def __init__(self, candidates=(), inner_folds: int = 3, scoring: str = "balanced_accuracy",
-                 size_limits=None):
+                 size_limits=None, inner_scores=None):
         self.candidates = candidates
         self.inner_folds = inner_folds
         self.scoring = scoring
         self.size_limits = size_limits
+        self.inner_scores = inner_scores
 
     def _affordable(self, name: str, shape: tuple[int, int]) -> bool:
         max_rows, max_cells = (self.size_limits or {}).get(name, (None, None))
         return (max_rows is None or shape[0] <= max_rows) and (
             max_cells is None or shape[0] * shape[1] <= max_cells)
 
+    def _tried(self, shape: tuple[int, int]) -> list[tuple[str, Any, dict[str, list[Any]]]]:
+        """The candidates searched on training inputs of `shape` (rows, columns)."""
+        return [(name, pipeline, grid) for position, (name, pipeline, grid)
+                in enumerate(self.candidates)
+                if not position or self._affordable(name, (shape[0],
+                                                           _model_width(pipeline, shape[1])))]
+
+    def grid_points(self, shape: tuple[int, int]) -> list[tuple[str, int]]:
+        """(candidate name, grid index) of every grid point searched on training inputs of
+        `shape` (rows, columns): one grid-candidate task each."""
+        return [(name, index) for name, _, grid in self._tried(shape)
+                for index in range(grid_size(grid))]
+
+    def score_grid_point(self, name: str, index: int, X, y, groups=None) -> float | None:
+        """The inner score of grid point `index` of candidate `name` on X (n, ...), y (n,) with
+        speaker `groups` (n,): what `fit` ranks it by (`nested.score_grid_point`)."""
+        pipeline, grid = next((p, g) for n, p, g in self.candidates if n == name)
+        return score_grid_point(clone(pipeline), grid, index, X, column_or_1d(y), groups,
+                                inner_folds=self.inner_folds, scoring=self.scoring,
+                                portfolio=len(self.candidates) > 1)
+
     def fit(self, X, y, groups=None):
         """Search on X (n, ...), y (n,) class codes; `groups` (n,) are the speakers."""
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         portfolio = len(self.candidates) > 1
-        shape = (len(y), getattr(X, "shape", (0, 1))[1] if getattr(X, "ndim", 2) > 1 else 1)
-        results = {}
-        for position, (name, pipeline, grid) in enumerate(self.candidates):
-            if position and not self._affordable(name, (shape[0],
-                                                        _model_width(pipeline, shape[1]))):
-                continue
-            results[name] = fit_with_search(clone(pipeline), grid, X, y, groups,
-                                            inner_folds=self.inner_folds, scoring=self.scoring,
-                                            score_always=portfolio)
-        scores = {name: r.inner_score for name, r in results.items()}
+        shape = input_shape(X)
+        search = {"inner_folds": self.inner_folds, "scoring": self.scoring}
+        tried = self._tried(shape)
+        if self.inner_scores is None:
+            results = {name: fit_with_search(clone(pipeline), grid, X, y, groups,
+                                             score_always=portfolio, **search)
+                       for name, pipeline, grid in tried}
+            scores = {name: r.inner_score for name, r in results.items()}
+        else:
+            points = {name: [self.inner_scores[name, i] for i in range(grid_size(grid))]
+                      for name, _, grid in tried}
+            scores = {name: (None if None in values else max(values))
+                      for name, values in points.items()}
         self.model_ = max(scores, key=lambda n: -np.inf if scores[n] is None else scores[n])
+        if self.inner_scores is None:
+            best = results[self.model_]
+        else:
+            _, pipeline, grid = next(c for c in tried if c[0] == self.model_)
+            best = refit_scored(clone(pipeline), grid, points[self.model_], X, y, groups,
+                                **search)
         scores.update({name: None for name, _, _ in self.candidates if name not in scores})
-        best = results[self.model_]
         self.estimator_ = best.estimator
         self.best_params_ = best.best_params
         self.inner_score_ = best.inner_score

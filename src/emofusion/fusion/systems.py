@@ -136,10 +136,14 @@ class FittedBase:
 
 
 def fit_base_system(plan: SystemPlan, name: str, X, y: np.ndarray, groups: np.ndarray,
-                    out_of_fold: bool) -> FittedBase:
+                    out_of_fold: bool,
+                    inner_scores: dict[tuple[str, int], float | None] | None = None) -> FittedBase:
     """Fit base system `name` (a modality, ``early`` or ``model_fusion``) on X (n, ...), y (n,)
-    with speaker `groups` (n,); with `out_of_fold`, also its stacking out-of-fold probabilities."""
-    estimator = fit_base(plan.base_estimator(name), X, y, groups)
+    with speaker `groups` (n,); with `out_of_fold`, also its stacking out-of-fold probabilities.
+    `inner_scores`: its grid points' scores on these rows, when separate tasks computed them
+    (`SearchedClassifier.inner_scores`)."""
+    search = plan.base_estimator(name).set_params(inner_scores=inner_scores)
+    estimator = fit_base(search, X, y, groups)
     held_out = modality_out_of_fold(estimator, X, y, groups, plan.inner_folds,
                                     plan.seed) if out_of_fold else None
     return FittedBase(estimator, held_out)
