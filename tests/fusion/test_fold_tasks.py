@@ -4,6 +4,8 @@ reuse the bases' test probabilities instead of predicting the test rows again.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,29 @@ def test_tasks_finishing_in_any_order_make_the_folds_computed_in_one_piece(setup
                                           err_msg=system)
         assert fold_output.searches.keys() == whole.searches.keys()
     assert len(arrived) == len(outputs)
+
+
+def test_speaker_scaling_normalises_the_inputs_once_for_all_folds(clean_demo_csv, tmp_path,
+                                                                  monkeypatch):
+    config = build_config({"dataset": clean_demo_csv, "out": tmp_path / "o", "split": "k3",
+                           "use_cache": False, "scaling": "speaker",
+                           "systems": ["unimodal", "early"]})
+    data = prepare_data(config)
+    manifest = data.manifest
+    inputs = _system_inputs(data, config, get_model(config.model))
+    setup = experiment.make_setup(config, inputs, manifest.y, manifest.speakers,
+                                  list(manifest.modalities), len(manifest.label_names))
+    assert setup.normalised
+    per_task = replace(setup, inputs=inputs, normalised=False)  # each task normalises
+    folds = _checked_folds(data, config)[:2]
+    calls = []
+    real = experiment.normalise_inputs
+    monkeypatch.setattr(experiment, "normalise_inputs",
+                        lambda *args: calls.append(args) or real(*args))
+    once = [experiment.run_fold(fold, setup) for fold in folds]
+    assert calls == []
+    again = [experiment.run_fold(fold, per_task) for fold in folds]
+    assert len(calls) == 2 * 4  # folds x bases
+    for fold_once, fold_again in zip(once, again, strict=True):
+        for system, probabilities in fold_again.probabilities.items():
+            np.testing.assert_array_equal(fold_once.probabilities[system], probabilities)

@@ -49,6 +49,9 @@ class FoldSetup:
         speakers: (n,) speaker per row.
         plan: which systems are fitted, and how (`fusion.systems.SystemPlan`).
         n_classes: number of classes.
+        normalised: the inputs are already normalised per speaker for every fold (scaling
+            ``speaker``: each speaker with its own statistics, the same in every fold), so tasks
+            use them as they are.
     """
 
     inputs: dict[str, Any]
@@ -56,6 +59,7 @@ class FoldSetup:
     speakers: np.ndarray
     plan: SystemPlan
     n_classes: int
+    normalised: bool = False
     blas_threads: int = 1  # more BLAS threads per worker made folds several times slower here
 
     def for_base(self, name: str) -> FoldSetup:
@@ -114,7 +118,9 @@ def fold_bases(setup: FoldSetup) -> list[str]:
 
 def _fold_input(fold: OuterFold, name: str, setup: FoldSetup):
     """Base system `name`'s input of all rows, normalised as the fold's scaling option says
-    (statistics of the fold's training rows, or per speaker)."""
+    (per speaker, with the statistics of the fold's training speakers for ``speaker_strict``)."""
+    if setup.normalised:
+        return setup.inputs[name]
     return normalise_inputs({name: setup.inputs[name]}, setup.speakers, setup.plan.scaling,
                             fold.train)[name]
 
@@ -283,6 +289,12 @@ def make_plan(config: RunConfig, inputs: dict[str, Any], modalities: list[str],
 def make_setup(config: RunConfig, inputs: dict[str, Any], y: np.ndarray, speakers: np.ndarray,
                modalities: list[str], n_classes: int,
                layer_counts: dict[str, int] | None = None) -> FoldSetup:
-    """The fold workers' shared setup from a config and prepared inputs."""
-    return FoldSetup(inputs=inputs, y=y, speakers=speakers,
-                     plan=make_plan(config, inputs, modalities, layer_counts), n_classes=n_classes)
+    """The fold workers' shared setup from a config and prepared inputs. Under scaling
+    ``speaker`` the inputs are normalised per speaker here, once for all folds (every fold
+    would compute the same)."""
+    plan = make_plan(config, inputs, modalities, layer_counts)
+    once = plan.scaling == "speaker"
+    if once:
+        inputs = normalise_inputs(inputs, speakers, plan.scaling)
+    return FoldSetup(inputs=inputs, y=y, speakers=speakers, plan=plan, n_classes=n_classes,
+                     normalised=once)
