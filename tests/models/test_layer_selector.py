@@ -113,3 +113,31 @@ def test_score_weights_favour_the_best_layers_and_tend_to_the_mean():
     assert sharp.sum() == pytest.approx(1.0) and np.argmax(sharp) == 1
     assert sharp[0] < 1e-3 < sharp[2] < sharp[1]
     assert np.allclose(score_weights(scores, 100.0), 1 / 3, atol=1e-3)
+
+
+def test_a_portfolio_chooses_the_layer_once_per_set_of_rows(monkeypatch):
+    from emofusion.evaluation.splits import inner_folds
+    from emofusion.fusion.systems import SystemPlan
+
+    X, y, speakers = layered_speakers(0)
+    plan = SystemPlan(modalities=("ssl",), early_name=None, fusions=(), report_unimodal=True,
+                      models={"ssl": "auto"}, grid=None, grid_model="auto",
+                      imbalance="class_weight", scaling="standard", inner_folds=3,
+                      scoring="balanced_accuracy", seed=0,
+                      layer_blocks={"ssl": (("ssl", 0, 3 * WIDTH, 3),)})
+    search = plan.base_estimator("ssl")
+    assert len(search.grid_points(X.shape)) == 6  # lda, logreg x 3, svm_rbf x 2
+    fitted_rows: list[int] = []
+    real_fit = LayerSelector.fit
+
+    def counting(self, X, y=None, groups=None):
+        fitted_rows.append(len(X))
+        return real_fit(self, X, y, groups)
+
+    monkeypatch.setattr(LayerSelector, "fit", counting)
+    search.fit(X, y, speakers)
+    # each of the 3 inner splits' training rows and all rows, once (not once per candidate)
+    splits = inner_folds(y, speakers, 3)
+    assert sorted(fitted_rows) == sorted([len(train) for train, _ in splits] + [len(y)])
+    assert search.search_record()["selected_layers"] == {"ssl": GENUINE}
+    assert search.estimator_.memory is None  # no temporary cache folder kept in the model

@@ -8,14 +8,17 @@ and refits the winner on all of its training rows.
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from joblib import Memory
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid, cross_val_score
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _num_features, check_is_fitted, column_or_1d
+from sklearn.utils.validation import _num_features, _num_samples, check_is_fitted, column_or_1d
 
 from emofusion.evaluation import splits as splitting
 from emofusion.models.layer_selector import LAYER_STEP_PREFIX, LayerSelector
@@ -172,10 +175,28 @@ def _model_width(pipeline, width: int) -> int:
     return width
 
 
+@contextmanager
+def _shared_layer_choices(candidates):
+    """Unfitted copies of the candidates (name, pipeline, grid); when their pipelines choose
+    encoder layers (`LayerSelector` steps), with one fit cache for them all (sklearn's Pipeline
+    ``memory``, a temporary folder): every grid point and portfolio member fits the same
+    selector on the same inner-fold rows, so the layer choice is made once per set of rows
+    instead of once per candidate (the same choices, much less time). Set ``memory`` back to
+    None on the fitted pipelines."""
+    copies = [(name, clone(pipeline), grid) for name, pipeline, grid in candidates]
+    if not any(isinstance(step, LayerSelector) for _, pipeline, _ in copies
+               for _, step in pipeline.steps):
+        yield copies
+        return
+    with tempfile.TemporaryDirectory(prefix="emofusion-layers-") as folder:
+        memory = Memory(folder, verbose=0)
+        yield [(name, pipeline.set_params(memory=memory), grid) for name, pipeline, grid in copies]
+
+
 def input_shape(X) -> tuple[int, int]:
     """(rows, columns) of a model input: a matrix, or an (n, 1) / (n,) object array of frames
     or transcripts (one column)."""
-    return len(X), X.shape[1] if getattr(X, "ndim", 1) > 1 else 1
+    return _num_samples(X), getattr(X, "shape", (0, 1))[1] if getattr(X, "ndim", 2) > 1 else 1
 
 
 class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator):
@@ -241,9 +262,12 @@ class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator
         search = {"inner_folds": self.inner_folds, "scoring": self.scoring}
         tried = self._tried(shape)
         if self.inner_scores is None:
-            results = {name: fit_with_search(clone(pipeline), grid, X, y, groups,
-                                             score_always=portfolio, **search)
-                       for name, pipeline, grid in tried}
+            with _shared_layer_choices(tried) as searched:
+                results = {name: fit_with_search(pipeline, grid, X, y, groups,
+                                                 score_always=portfolio, **search)
+                           for name, pipeline, grid in searched}
+            for result in results.values():
+                result.estimator.set_params(memory=None)
             scores = {name: r.inner_score for name, r in results.items()}
         else:
             points = {name: [self.inner_scores[name, i] for i in range(grid_size(grid))]
