@@ -408,3 +408,28 @@ def test_a_task_beyond_the_workers_memory_limit_ends_with_one_clear_line(one_gib
     for fix in ("--memory-limit", "--nthreads 1", "--jobs", "--resume"):
         assert fix in errors[0]
     assert time.monotonic() - started < 60
+
+
+FAULTS_OF_REPEATED_ARRAYS = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "restore":
+    from emofusion.cluster import restore_malloc_thresholds
+    assert restore_malloc_thresholds()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(200):
+    array = np.ones(2**18)  # 2 MiB, allocated and freed again
+    del array
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.parametrize("restore", [False, True], ids=["dask-setting", "restored"])
+def test_tasks_reuse_freed_memory_in_a_worker_started_as_dask_starts_it(restore):
+    """Under Dask's MALLOC_TRIM_THRESHOLD_ every 2 MiB array is a fresh mmap whose 512 pages
+    fault in again (the slowdown of tasks in Dask workers); restored, freed memory is reused."""
+    done = subprocess.run([sys.executable, "-c", FAULTS_OF_REPEATED_ARRAYS,
+                           "restore" if restore else "keep"], capture_output=True, text=True,
+                          env={**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}, check=True)
+    faults = int(done.stdout)
+    assert (faults < 2_000) if restore else (faults > 50_000)
