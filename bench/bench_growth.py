@@ -10,8 +10,13 @@ largest single process (the main process or one worker; memory-mapped features s
 workers count in each).
 
 Then, on the ``--overhead-size`` corpus with the cache warm, the same protocol with loky (2
-workers) and with ``--backend dask --scheduler local --jobs 2`` (a local Dask cluster of 2
-single-threaded worker processes on the same 2 cores): the overhead is dask / loky - 1.
+workers), with ``--backend dask --scheduler local --jobs 2`` (the run starts a local Dask cluster
+of 2 single-threaded worker processes on the same 2 cores, and stops it) and with ``--backend
+dask --scheduler tcp://...`` against a running cluster of the same shape (``dask scheduler`` and
+``dask worker --nworkers 2 --nthreads 1``, started before the runs and stopped after them, as a
+cluster is used: its first run meets freshly started workers, the next three are reported with
+three loky runs, alternating): the overheads are dask / median loky - 1 (the running cluster's
+from the median of its three runs).
 
 Wall times depend on what else runs on the machine: the JSON line gives the load average at the
 start, and CPU seconds. Prints one JSON line.
@@ -26,10 +31,12 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench_core import _cpu_seconds
@@ -50,11 +57,12 @@ def ensure_data(root: Path, n_utterances: int) -> tuple[Path, float]:
 
 
 def measure_run(csv: Path, out: Path, cache: Path, backend: str) -> dict:
-    """The default protocol in this process on `backend` (loky, or dask on a local cluster):
+    """The default protocol in this process on `backend` (``loky``, or dask: ``local`` for a local
+    cluster the run starts, or a running scheduler's address):
     wall and CPU seconds, peak RSS of this process and its reaped workers, pooled UA."""
     from emofusion import build_config, run
 
-    options = {"backend": "dask", "dask_scheduler": "local"} if backend == "dask" else {}
+    options = {} if backend == "loky" else {"backend": "dask", "dask_scheduler": backend}
     config = build_config({"dataset": csv, "out": out, "cache_dir": cache, "jobs": 2, **options})
     start = time.perf_counter()
     result = run(config, progress=False)
@@ -90,17 +98,59 @@ def growth(root: Path, sizes: list[int], work: Path) -> list[dict]:
     return rows
 
 
-def dask_overhead(root: Path, size: int, work: Path) -> dict:
-    """Warm-cache runs on loky and on a local Dask cluster, same 2 cores."""
+def dask_overhead(root: Path, size: int, work: Path, repeats: int = 3) -> dict:
+    """Warm-cache runs on the same 2 cores: loky, Dask on a local cluster the run starts, and
+    Dask against a running cluster (its first run on fresh workers, then `repeats` more);
+    medians of the repeated runs, alternating loky and the running cluster."""
     csv, _ = ensure_data(root, size)
     cache = work / f"cache{size}"
     if not cache.is_dir():  # growth did not run this size
         run_in_subprocess(csv, work / "warmup", cache)
-    loky = run_in_subprocess(csv, work / "loky", cache)
-    dask = run_in_subprocess(csv, work / "dask", cache, "dask")
-    return {"n_utterances": size, "loky_seconds": loky["seconds"], "dask_seconds": dask["seconds"],
-            "overhead": round(dask["seconds"] / loky["seconds"] - 1, 3),
-            "same_ua": loky["ua"] == dask["ua"]}
+    local = run_in_subprocess(csv, work / "dask-local", cache, "local")
+    loky, running = [], []
+    with running_cluster(work / "cluster") as address:
+        first = run_in_subprocess(csv, work / "dask-first", cache, address)
+        for k in range(repeats):
+            loky.append(run_in_subprocess(csv, work / f"loky{k}", cache))
+            running.append(run_in_subprocess(csv, work / f"dask{k}", cache, address))
+    loky_seconds = statistics.median(r["seconds"] for r in loky)
+    running_seconds = statistics.median(r["seconds"] for r in running)
+    return {"n_utterances": size, "loky_seconds": [r["seconds"] for r in loky],
+            "dask_local_seconds": local["seconds"],
+            "overhead_local": round(local["seconds"] / loky_seconds - 1, 3),
+            "dask_running_first_seconds": first["seconds"],
+            "dask_running_seconds": [r["seconds"] for r in running],
+            "overhead_running_cluster": round(running_seconds / loky_seconds - 1, 3),
+            "same_ua": all(r["ua"] == local["ua"] for r in [*loky, first, *running])}
+
+
+@contextmanager
+def running_cluster(folder: Path, workers: int = 2):
+    """A `dask scheduler` and `dask worker --nworkers 2 --nthreads 1` on this machine; yields
+    the scheduler's address once the workers are up, and stops them afterwards."""
+    from distributed import Client
+
+    folder.mkdir(parents=True)
+    address_file = folder / "scheduler.json"
+    module = [sys.executable, "-m"]
+    processes = [subprocess.Popen([*module, "distributed.cli.dask_scheduler",
+                                   "--scheduler-file", str(address_file), "--port", "0",
+                                   "--no-dashboard"], stderr=subprocess.DEVNULL)]
+    try:
+        while not address_file.is_file():
+            time.sleep(0.2)
+        processes.append(subprocess.Popen(
+            [*module, "distributed.cli.dask_worker", "--scheduler-file", str(address_file),
+             "--nworkers", str(workers), "--nthreads", "1", "--no-dashboard"],
+            stderr=subprocess.DEVNULL))
+        with Client(scheduler_file=str(address_file)) as client:
+            client.wait_for_workers(workers, timeout=120)
+            address = client.scheduler.address
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=60)
 
 
 def main() -> None:
