@@ -44,7 +44,7 @@ from emofusion.features.extractors import EXTRACTORS, build_extractor
 from emofusion.features.extractors.base import Extracted, ExtractionFailed, Extractor
 
 MODALITY_GROUPS: dict[str, list[str]] = {
-    "audio": ["egemaps", "compare", "logmel"],
+    "audio": ["egemaps", "compare", "logmel", "ge2e"],
     "text": ["minilm", "vader"],
     "visual": ["face_hog"],
 }

@@ -1,6 +1,6 @@
 """Offline feature extractors: a registry from name to class.
 
-Importing this package is cheap: the heavy libraries (librosa, openSMILE, sentence-transformers,
+Importing this package is cheap: the heavy libraries (librosa, openSMILE, PyTorch, sentence-transformers,
 transformers, vaderSentiment, OpenCV, torchvision) are imported when an extractor first needs
 them, and a missing one raises `emofusion.errors.MissingExtraError` naming the extra to install.
 See ``docs/extractors.md``.
@@ -26,11 +26,12 @@ from emofusion.features.extractors.base import Extracted, ExtractionFailed, Extr
 from emofusion.features.extractors.speech import HFAudio
 from emofusion.features.extractors.text import HFText, MiniLM, TextExtractor
 from emofusion.features.extractors.visual import FaceHOG, FaceLBP, FaceResNet, sample_frames
+from emofusion.features.extractors.voice import GE2E
 
 EXTRACTORS: dict[str, type[Extractor]] = {
     cls.name: cls
-    for cls in (Egemaps, EgemapsLLD, Compare, CompareLLD, LogMel, MFCC, Spectrogram3, HFAudio,
-                MiniLM, HFText, Vader, FaceHOG, FaceLBP, FaceResNet)
+    for cls in (Egemaps, EgemapsLLD, Compare, CompareLLD, LogMel, MFCC, Spectrogram3, GE2E,
+                HFAudio, MiniLM, HFText, Vader, FaceHOG, FaceLBP, FaceResNet)
 }
 """Extractor classes by name."""
 
