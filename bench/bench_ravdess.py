@@ -2,7 +2,8 @@
 leave one actor out (12 folds), with the default commands.
 
 Features: the default `emofusion extract --modalities audio` (eGeMAPS functionals (88), ComParE
-2016 functionals (6,373) and 64-band log-mel frames, pooled with `stats`), extracted once into
+2016 functionals (6,373), 64-band log-mel frames pooled with `stats`, and the GE2E speaker
+encoder's three layers (3 x 512) with the layer chosen on inner folds), extracted once into
 ``~/.cache/emofusion/bench/ravdess_audio`` and reused.
 
 Reported per configuration: UA and F1-micro pooled over the 12 test actors (every actor has
@@ -39,7 +40,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RAVDESS = REPO_ROOT.parent / "shared" / "data" / "ravdess_speech_16k"
 CACHE = Path.home() / ".cache" / "emofusion" / "bench"
 FEATURES = CACHE / "ravdess_audio"
-REPORTED = ["egemaps", "compare", "logmel", "early", "late_vote", "late_mean", "stacking"]
+REPORTED = ["egemaps", "compare", "logmel", "ge2e", "early", "late_vote", "late_mean", "stacking"]
 CONFIGS = {
     "default": {},
     "speaker_adaptive": {"protocol": "speaker_adaptive"},
