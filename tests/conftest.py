@@ -77,6 +77,28 @@ def small_demo_writer():
     return write_small_demo
 
 
+def make_fold_setup(dataset: Path, out: Path, **options):
+    """A run's fold setup and outer folds for `dataset` (config keys as `build_config`), as
+    `emofusion run` builds them before its tasks; returns (setup, folds)."""
+    from emofusion.config import build_config
+    from emofusion.evaluation.experiment import make_setup
+    from emofusion.models.registry import get_model
+    from emofusion.runner import _checked_folds, _system_inputs, prepare_data
+
+    config = build_config({"dataset": dataset, "out": out, "use_cache": False, **options})
+    data = prepare_data(config)
+    manifest = data.manifest
+    setup = make_setup(config, _system_inputs(data, config, get_model(config.model)), manifest.y,
+                       manifest.speakers, list(manifest.modalities), len(manifest.label_names))
+    return setup, _checked_folds(data, config)
+
+
+@pytest.fixture(scope="session")
+def fold_setup_maker():
+    """`make_fold_setup`: (dataset, out, **config options) -> (setup, outer folds)."""
+    return make_fold_setup
+
+
 def write_meld_subset(shared_data: Path, folder: Path, rows: dict[str, int]) -> Path:
     """The first ``rows[split]`` lines of each shared MELD CSV, copied to ``folder/corpus``
     (never into the repository); skips the test when the CSVs are absent."""

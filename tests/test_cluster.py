@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import make_fold_setup
 
 distributed = pytest.importorskip("distributed")
 
@@ -34,8 +35,7 @@ import emofusion  # noqa: E402
 from emofusion import cluster, runner  # noqa: E402
 from emofusion.cli import main  # noqa: E402
 from emofusion.config import build_config  # noqa: E402
-from emofusion.evaluation.experiment import make_setup, run_fold  # noqa: E402
-from emofusion.models.registry import get_model  # noqa: E402
+from emofusion.evaluation.experiment import run_fold  # noqa: E402
 
 WORKERS = 2
 SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -184,14 +184,7 @@ def test_scheduler_local_starts_a_cluster_of_jobs_processes(data, loky_predictio
 
 
 def _setup_and_folds(data: Path, tmp_path: Path, **options):
-    config = build_config({"dataset": data, "out": tmp_path / "o", "split": "k5",
-                           "use_cache": False, **options})
-    prepared = runner.prepare_data(config)
-    manifest = prepared.manifest
-    setup = make_setup(config, runner._system_inputs(prepared, config, get_model(config.model)),
-                       manifest.y, manifest.speakers, list(manifest.modalities),
-                       len(manifest.label_names))
-    return setup, runner._checked_folds(prepared, config)
+    return make_fold_setup(data, tmp_path / "o", split="k5", **options)
 
 
 def test_the_fold_setup_travels_once_per_worker_and_tasks_carry_only_their_fold(

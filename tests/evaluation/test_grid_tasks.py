@@ -8,11 +8,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 
-from emofusion.config import build_config
 from emofusion.evaluation import experiment
 from emofusion.fusion.systems import SystemPlan
-from emofusion.models.registry import get_model
-from emofusion.runner import _checked_folds, _system_inputs, prepare_data
 
 
 def _plan(model: str, grid=None) -> SystemPlan:
@@ -66,15 +63,9 @@ def test_the_refit_takes_the_first_best_point_and_only_the_given_scores_decide(s
 
 
 @pytest.fixture(scope="module")
-def logreg_setup(clean_demo_csv, tmp_path_factory):
-    config = build_config({"dataset": clean_demo_csv, "out": tmp_path_factory.mktemp("o"),
-                           "split": "k3", "use_cache": False, "model": "logreg"})
-    data = prepare_data(config)
-    manifest = data.manifest
-    setup = experiment.make_setup(config, _system_inputs(data, config, get_model(config.model)),
-                                  manifest.y, manifest.speakers, list(manifest.modalities),
-                                  len(manifest.label_names))
-    return setup, _checked_folds(data, config)
+def logreg_setup(clean_demo_csv, tmp_path_factory, fold_setup_maker):
+    return fold_setup_maker(clean_demo_csv, tmp_path_factory.mktemp("o"), split="k3",
+                            model="logreg")
 
 
 def test_a_fold_task_given_its_grid_tasks_scores_equals_the_task_that_searches(logreg_setup):

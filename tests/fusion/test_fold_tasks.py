@@ -17,15 +17,8 @@ from emofusion.runner import _checked_folds, _system_inputs, prepare_data
 
 
 @pytest.fixture(scope="module")
-def setup_and_folds(clean_demo_csv, tmp_path_factory):
-    config = build_config({"dataset": clean_demo_csv, "out": tmp_path_factory.mktemp("o"),
-                           "split": "k3", "use_cache": False})
-    data = prepare_data(config)
-    manifest = data.manifest
-    setup = experiment.make_setup(config, _system_inputs(data, config, get_model(config.model)),
-                                  manifest.y, manifest.speakers, list(manifest.modalities),
-                                  len(manifest.label_names))
-    return setup, _checked_folds(data, config)
+def setup_and_folds(clean_demo_csv, tmp_path_factory, fold_setup_maker):
+    return fold_setup_maker(clean_demo_csv, tmp_path_factory.mktemp("o"), split="k3")
 
 
 def test_each_base_predicts_the_test_rows_once_and_the_fusions_reuse_it(setup_and_folds,
