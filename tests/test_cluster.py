@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import make_fold_setup
 
 distributed = pytest.importorskip("distributed")
 
@@ -183,13 +182,15 @@ def test_scheduler_local_starts_a_cluster_of_jobs_processes(data, loky_predictio
     pd.testing.assert_frame_equal(predictions, loky_predictions["lda"], check_exact=True)
 
 
-def _setup_and_folds(data: Path, tmp_path: Path, **options):
-    return make_fold_setup(data, tmp_path / "o", split="k5", **options)
+@pytest.fixture
+def setup_and_folds(data, tmp_path, fold_setup_maker):
+    """(fold setup, outer folds) of a 5-fold run on the test data; config options as keywords."""
+    return lambda **options: fold_setup_maker(data, tmp_path / "o", split="k5", **options)
 
 
 def test_the_fold_setup_travels_once_per_worker_and_tasks_carry_only_their_fold(
-        client, data, tmp_path):
-    setup, folds = _setup_and_folds(data, tmp_path)
+        client, setup_and_folds):
+    setup, folds = setup_and_folds()
     setup_bytes = len(cloudpickle.dumps(setup))
     future = cluster.scatter_setup(client, setup)
     try:
@@ -204,10 +205,10 @@ def test_the_fold_setup_travels_once_per_worker_and_tasks_carry_only_their_fold(
         client.cancel([future])
 
 
-def test_grid_points_are_tasks_of_their_own_and_change_no_prediction(client, data, tmp_path,
+def test_grid_points_are_tasks_of_their_own_and_change_no_prediction(client, setup_and_folds,
                                                                     monkeypatch):
-    setup, folds = _setup_and_folds(data, tmp_path, model="logreg", systems=["unimodal", "early"],
-                                    param_grid={"C": [0.01, 1.0]})
+    setup, folds = setup_and_folds(model="logreg", systems=["unimodal", "early"],
+                                   param_grid={"C": [0.01, 1.0]})
     folds = folds[:2]
     assert not cluster.splits_grids(client, folds, setup)  # 8 fold x base tasks, 2 threads
     keys: list[str] = []
@@ -231,7 +232,7 @@ def test_grid_points_are_tasks_of_their_own_and_change_no_prediction(client, dat
                                           probabilities)
 
 
-def test_grid_points_become_tasks_when_the_cluster_has_threads_to_spare(data, tmp_path):
+def test_grid_points_become_tasks_when_the_cluster_has_threads_to_spare(setup_and_folds):
     class Cluster:
         def __init__(self, threads: int):
             self.threads = threads
@@ -239,7 +240,7 @@ def test_grid_points_become_tasks_when_the_cluster_has_threads_to_spare(data, tm
         def nthreads(self) -> dict[str, int]:
             return {f"worker{k}": 1 for k in range(self.threads)}
 
-    setup, folds = _setup_and_folds(data, tmp_path)
+    setup, folds = setup_and_folds()
     assert not cluster.splits_grids(Cluster(20), folds, setup)  # 5 folds x 4 bases
     assert cluster.splits_grids(Cluster(21), folds, setup)
 
