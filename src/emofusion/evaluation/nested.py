@@ -64,8 +64,18 @@ def _own_search_follows(pipeline, inner_folds: int, scoring: str) -> None:
     own_search = core_classifier(pipeline).get_params()
     if "cv" in own_search:
         own = {"cv": inner_folds, "scoring": scoring}
-        prefix = classifier_prefix(pipeline)
-        pipeline.set_params(**{f"{prefix}{k}": v for k, v in own.items() if k in own_search})
+        _set_model_params(pipeline, {k: v for k, v in own.items() if k in own_search})
+
+
+def _set_model_params(pipeline, params: dict[str, Any]) -> None:
+    """Set the model's own parameters (`classifier_prefix` addresses them in the pipeline)."""
+    prefix = classifier_prefix(pipeline)
+    pipeline.set_params(**{f"{prefix}{k}": v for k, v in params.items()})
+
+
+def _inner_speakers(splits, speakers: np.ndarray | None) -> list[tuple[list[str], list[str]]]:
+    """Per inner split, (training speakers, validation speakers); empty without speakers."""
+    return splitting.fold_speakers(splits, speakers) if speakers is not None else []
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -90,7 +100,7 @@ def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
             when the model does not report its own inner score.
     """
     splits = splitting.inner_folds(y, speakers, inner_folds)
-    inner = splitting.fold_speakers(splits, speakers) if speakers is not None else []
+    inner = _inner_speakers(splits, speakers)
     fit_params = _fit_params(pipeline, speakers)
     prefix = classifier_prefix(pipeline)
     _own_search_follows(pipeline, inner_folds, scoring)
@@ -101,7 +111,7 @@ def fit_with_search(pipeline, grid: dict[str, list[Any]], X, y: np.ndarray,
         best = {k.removeprefix(prefix): v for k, v in search.best_params_.items()}
         return SearchResult(search.best_estimator_, best, float(search.best_score_), inner)
     fixed = {key: values[0] for key, values in grid.items()}
-    pipeline.set_params(**{f"{prefix}{k}": v for k, v in fixed.items()})
+    _set_model_params(pipeline, fixed)
     pipeline.fit(X, y, **fit_params)
     chosen, score = _internal_search(pipeline.named_steps[CLASSIFIER_STEP], fixed, prefix)
     if score is None and score_always:
@@ -129,8 +139,7 @@ def score_grid_point(pipeline, grid: dict[str, list[Any]], index: int, X, y: np.
     if grid_size(grid) == 1:
         return fit_with_search(pipeline, grid, X, y, speakers, inner_folds=inner_folds,
                                scoring=scoring, score_always=portfolio).inner_score
-    prefix = classifier_prefix(pipeline)
-    pipeline.set_params(**{f"{prefix}{k}": v for k, v in grid_points(grid)[index].items()})
+    _set_model_params(pipeline, grid_points(grid)[index])
     return _inner_score(pipeline, X, y, speakers, inner_folds, scoring)
 
 
@@ -145,13 +154,12 @@ def refit_scored(pipeline, grid: dict[str, list[Any]], scores: list[float | None
         result.inner_score = scores[0] if result.inner_score is None else result.inner_score
         return result
     best = int(np.argmax(np.nan_to_num(np.array(scores, dtype=float), nan=-np.inf)))
-    prefix = classifier_prefix(pipeline)
+    chosen = grid_points(grid)[best]
     _own_search_follows(pipeline, inner_folds, scoring)
-    pipeline.set_params(**{f"{prefix}{k}": v for k, v in grid_points(grid)[best].items()})
+    _set_model_params(pipeline, chosen)
     pipeline.fit(X, y, **_fit_params(pipeline, speakers))
-    splits = splitting.inner_folds(y, speakers, inner_folds)
-    inner = splitting.fold_speakers(splits, speakers) if speakers is not None else []
-    return SearchResult(pipeline, grid_points(grid)[best], scores[best], inner)
+    inner = _inner_speakers(splitting.inner_folds(y, speakers, inner_folds), speakers)
+    return SearchResult(pipeline, chosen, scores[best], inner)
 
 
 def _internal_search(classifier, fixed: dict[str, Any],
@@ -253,34 +261,45 @@ class SearchedClassifier(FittedEstimatorPredicts, ClassifierMixin, BaseEstimator
                                 inner_folds=self.inner_folds, scoring=self.scoring,
                                 portfolio=len(self.candidates) > 1)
 
+    def _search(self, tried, X, y, groups, portfolio: bool):
+        """Every tried candidate searched and refitted here: (candidate -> inner score, the
+        `SearchResult` of a candidate by name)."""
+        with _shared_layer_choices(tried) as searched:
+            results = {name: fit_with_search(pipeline, grid, X, y, groups,
+                                             inner_folds=self.inner_folds, scoring=self.scoring,
+                                             score_always=portfolio)
+                       for name, pipeline, grid in searched}
+        for result in results.values():
+            result.estimator.set_params(memory=None)
+        return {name: r.inner_score for name, r in results.items()}, results.__getitem__
+
+    def _from_scores(self, tried, X, y, groups):
+        """The candidates ranked by the given `inner_scores` (each its best grid point's), and
+        only the chosen one refitted (`refit_scored`): (candidate -> score, refit by name)."""
+        points = {name: [self.inner_scores[name, i] for i in range(grid_size(grid))]
+                  for name, _, grid in tried}
+        scores = {name: (None if None in values else max(values))
+                  for name, values in points.items()}
+
+        def refitted(name: str) -> SearchResult:
+            _, pipeline, grid = next(c for c in tried if c[0] == name)
+            return refit_scored(clone(pipeline), grid, points[name], X, y, groups,
+                                inner_folds=self.inner_folds, scoring=self.scoring)
+
+        return scores, refitted
+
     def fit(self, X, y, groups=None):
         """Search on X (n, ...), y (n,) class codes; `groups` (n,) are the speakers."""
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         portfolio = len(self.candidates) > 1
-        shape = input_shape(X)
-        search = {"inner_folds": self.inner_folds, "scoring": self.scoring}
-        tried = self._tried(shape)
+        tried = self._tried(input_shape(X))
         if self.inner_scores is None:
-            with _shared_layer_choices(tried) as searched:
-                results = {name: fit_with_search(pipeline, grid, X, y, groups,
-                                                 score_always=portfolio, **search)
-                           for name, pipeline, grid in searched}
-            for result in results.values():
-                result.estimator.set_params(memory=None)
-            scores = {name: r.inner_score for name, r in results.items()}
+            scores, refitted = self._search(tried, X, y, groups, portfolio)
         else:
-            points = {name: [self.inner_scores[name, i] for i in range(grid_size(grid))]
-                      for name, _, grid in tried}
-            scores = {name: (None if None in values else max(values))
-                      for name, values in points.items()}
+            scores, refitted = self._from_scores(tried, X, y, groups)
         self.model_ = max(scores, key=lambda n: -np.inf if scores[n] is None else scores[n])
-        if self.inner_scores is None:
-            best = results[self.model_]
-        else:
-            _, pipeline, grid = next(c for c in tried if c[0] == self.model_)
-            best = refit_scored(clone(pipeline), grid, points[self.model_], X, y, groups,
-                                **search)
+        best = refitted(self.model_)
         scores.update({name: None for name, _, _ in self.candidates if name not in scores})
         self.estimator_ = best.estimator
         self.best_params_ = best.best_params
