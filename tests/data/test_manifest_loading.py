@@ -259,3 +259,31 @@ def test_config_reads_the_dataset_with_prepare_data(clean_demo_csv, tmp_path):
     # default pooling: acoustic statistics (mean | std | max), lexical mean
     assert prepared.features["acoustic"].shape == (360, 48)
     assert prepared.features["lexical"].shape == (360, 24)
+
+
+def test_npy_headers_are_parsed_one_thread_at_a_time(clean_demo_csv, monkeypatch):
+    """np.load's header parser (ast.literal_eval) is not thread-safe in CPython 3.11.7; files
+    are read on threads, so at most one thread may be inside np.load at any moment."""
+    import threading
+    import time
+
+    real_load = np.load
+    inside, most = [0], [0]
+    guard = threading.Lock()
+
+    def counting_load(*args, **kwargs):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.002)
+        try:
+            return real_load(*args, **kwargs)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(np, "load", counting_load)
+    manifest = load_manifest(clean_demo_csv)
+    data = load_modality(manifest, "acoustic", ["mean"], jobs=4)
+    assert not data.problems and data.pooled["mean"].shape[0] == len(manifest.ids)
+    assert most[0] == 1

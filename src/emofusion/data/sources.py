@@ -29,6 +29,10 @@ def _tails(path_text: str) -> list[str]:
 
 
 NPY_MAGIC = b"\x93NUMPY"
+# np.load parses the .npy header with ast.literal_eval, which is not thread-safe in some CPython
+# releases (3.11.7 raises "SystemError: AST constructor recursion depth mismatch" when threads
+# parse at once); files are read on threads, so the parsing of the bytes is serialised.
+_PARSE_LOCK = threading.Lock()
 
 
 def _parse_npy(raw: bytes, where: str) -> np.ndarray:
@@ -37,7 +41,8 @@ def _parse_npy(raw: bytes, where: str) -> np.ndarray:
         what = "the file is empty" if not raw else "no .npy header: a .npz, text or media file?"
         raise FeatureFileError(f"not a .npy file ({what})")
     try:
-        return np.load(io.BytesIO(raw), allow_pickle=False)
+        with _PARSE_LOCK:
+            return np.load(io.BytesIO(raw), allow_pickle=False)
     except Exception as exc:  # numpy raises several types for bad bytes
         raise FeatureFileError(f"not a readable .npy file ({type(exc).__name__}: {exc})") from exc
 
