@@ -139,6 +139,10 @@ def test_api_key(text_service, client_for, fusion_model: Path, monkeypatch) -> N
         refused = client.post("/predict", data={"text": "hi"}, headers=headers)
         assert refused.status_code == 401 and "X-API-Key" in refused.json()["detail"]
         assert client.get("/model", headers=headers).status_code == 401
+        assert client.get("/speakers", headers=headers).status_code == 401
+        assert client.post("/enrol", data={"text": "hi", "speaker": "a"},
+                           headers=headers).status_code == 401
+        assert client.delete("/speakers/a", headers=headers).status_code == 401
     accepted = client.post("/predict", data={"text": "hi"}, headers={"X-API-Key": "s3cret"})
     assert accepted.status_code == 200
     assert client.get("/").status_code == 200  # the page itself asks for the key

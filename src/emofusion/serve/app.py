@@ -1,5 +1,7 @@
 """The FastAPI application: ``POST /predict``, ``POST /predict/batch``, ``GET /model``,
-``GET /health``, the web page at ``/`` and OpenAPI docs at ``/docs``.
+``GET /health``, speaker enrolment for speaker-adaptive models (``POST /enrol``,
+``GET /speakers``, ``DELETE /speakers/{speaker}``), the web page at ``/`` and OpenAPI docs at
+``/docs``.
 
 Every refused request gets a 4xx JSON answer ``{"detail": "what to fix"}``: `RequestProblem`
 carries its own status; FastAPI's validation errors become 400 (malformed JSON) or 422; a body
@@ -23,6 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from emofusion.errors import EmofusionError, MissingExtraError
+from emofusion.inference import MIN_ADAPTATION_UTTERANCES
 from emofusion.serve.inputs import (
     RequestProblem,
     Utterance,
@@ -50,6 +53,8 @@ class BatchItem(BaseModel):
     video_suffix: str | None = Field(None, description="the video's file suffix, e.g. .mp4")
     features: dict[str, Any] | None = Field(
         None, description="modality -> array (d,) or rows (T, d), as `emofusion extract` wrote")
+    speaker: str | None = Field(
+        None, description="who speaks: a speaker-adaptive model uses this speaker's enrolment")
 
 
 class Batch(BaseModel):
@@ -151,6 +156,22 @@ async def _read_upload(upload: UploadFile | None) -> bytes | None:
     return None if upload is None else await upload.read()
 
 
+async def _form_utterance(
+    audio: Annotated[UploadFile | None, File(description="wav, flac or ogg, any rate")] = None,
+    text: Annotated[str | None, Form(description="the transcript, any script")] = None,
+    video: Annotated[UploadFile | None, File(description="a video file")] = None,
+    features: Annotated[str | None, Form(
+        description='JSON: {"modality": [numbers] or [[numbers], ...]}')] = None,
+    speaker: Annotated[str | None, Form(
+        description="who speaks (speaker-adaptive models: see POST /enrol)")] = None,
+) -> Utterance:
+    """One utterance from a multipart form."""
+    return Utterance(audio=await _read_upload(audio), text=text, video=await _read_upload(video),
+                     video_suffix=video_suffix(video.filename if video else None),
+                     features=parse_features(features) if features is not None else {},
+                     speaker=speaker)
+
+
 def create_app(service: PredictionService, *, api_key: str | None = None,
                max_upload_bytes: int = 25 * 2**20, workers: int = 2,
                timeout: float = 60.0) -> FastAPI:
@@ -158,7 +179,7 @@ def create_app(service: PredictionService, *, api_key: str | None = None,
 
     Args:
         service: the loaded model.
-        api_key: when set, ``/predict``, ``/predict/batch`` and ``/model`` need ``X-API-Key``.
+        api_key: when set, every endpoint but ``/health`` and the page needs ``X-API-Key``.
         max_upload_bytes: largest request body.
         workers: predictions running at once (threads); others wait their turn.
         timeout: seconds one request may take before it is answered with 503.
@@ -181,19 +202,28 @@ def create_app(service: PredictionService, *, api_key: str | None = None,
                                      "try again or send a shorter recording") from error
 
     @app.post("/predict", dependencies=protected)
-    async def predict(
-        audio: Annotated[UploadFile | None, File(description="wav, flac or ogg, any rate")] = None,
-        text: Annotated[str | None, Form(description="the transcript, any script")] = None,
-        video: Annotated[UploadFile | None, File(description="a video file")] = None,
-        features: Annotated[str | None, Form(
-            description='JSON: {"modality": [numbers] or [[numbers], ...]}')] = None,
-    ) -> dict[str, Any]:
+    async def predict(utterance: Annotated[Utterance, Depends(_form_utterance)]) -> dict[str, Any]:
         """Predict one utterance from any of audio, transcript, video and feature arrays."""
-        utterance = Utterance(audio=await _read_upload(audio), text=text,
-                              video=await _read_upload(video),
-                              video_suffix=video_suffix(video.filename if video else None),
-                              features=parse_features(features) if features is not None else {})
         return await answer(service.predict, utterance)
+
+    @app.post("/enrol", dependencies=protected)
+    async def enrol(utterance: Annotated[Utterance, Depends(_form_utterance)]) -> dict[str, Any]:
+        """Keep one unlabelled utterance of ``speaker`` (speaker-adaptive models): once the
+        speaker has enough, /predict with that speaker normalises with them."""
+        return await answer(service.enrol, utterance)
+
+    @app.get("/speakers", dependencies=protected)
+    async def speakers() -> dict[str, Any]:
+        """Enrolled speakers and how many utterances each has."""
+        return {"speakers": service.enrolment.counts(), "min_utterances": MIN_ADAPTATION_UTTERANCES}
+
+    @app.delete("/speakers/{speaker}", dependencies=protected)
+    async def forget(speaker: str) -> dict[str, Any]:
+        """Forget an enrolled speaker."""
+        if not service.enrolment.remove(speaker):
+            raise HTTPException(404, f"speaker {speaker!r} is not enrolled; GET /speakers lists "
+                                     "the enrolled speakers")
+        return {"removed": speaker}
 
     @app.post("/predict/batch", dependencies=protected)
     async def predict_batch(batch: Batch) -> dict[str, Any]:
@@ -243,7 +273,8 @@ def _batch_utterance(item: BatchItem) -> Utterance:
     return Utterance(audio=media(item.audio_base64, "audio_base64"), text=item.text,
                      video=media(item.video_base64, "video_base64"),
                      video_suffix=video_suffix(f"video{item.video_suffix or ''}"),
-                     features=feature_arrays(item.features) if item.features is not None else {})
+                     features=feature_arrays(item.features) if item.features is not None else {},
+                     speaker=item.speaker)
 
 
 def _predict_all(service: PredictionService, utterances: list[Utterance]) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ class Utterance:
         text: the transcript.
         video: the bytes of a video file, written with ``video_suffix`` for the decoder.
         features: modality name -> float array (d,) or (T, d).
+        speaker: who speaks, for a speaker-adaptive model (see `serve.enrolment`).
     """
 
     audio: bytes | None = None
@@ -51,6 +52,7 @@ class Utterance:
     video: bytes | None = None
     video_suffix: str = ".mp4"
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    speaker: str | None = None
 
     def given(self) -> list[str]:
         """Names of the raw inputs present: ``audio``, ``text``, ``video``."""

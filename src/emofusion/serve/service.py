@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from emofusion.errors import ConfigError, DataProblemError
+from emofusion.inference import MIN_ADAPTATION_UTTERANCES
 from emofusion.models.saved import SavedModel, load_model
+from emofusion.serve.enrolment import Enrolment, check_speaker
 from emofusion.serve.inputs import RequestProblem, Utterance, check_audio, check_text
 
 TRANSCRIPT = "transcript"
@@ -83,6 +85,7 @@ class PredictionService:
         self.model = model
         self.limits = limits or Limits()
         self.fields = modality_fields(model)
+        self.enrolment = Enrolment([m for m in model.card.modalities if m != TRANSCRIPT])
 
     @classmethod
     def from_file(cls, path: Path, *, trust: bool = False,
@@ -112,7 +115,16 @@ class PredictionService:
             "protocol": {"system": card.system, "model": card.model, "input": card.input,
                          "scaling": card.scaling, "pooling": card.pooling},
             "training": card.training,
+            "enrolment": {"adapts_to_speakers": self.adapts_to_speakers,
+                          "min_utterances": MIN_ADAPTATION_UTTERANCES,
+                          "speakers": len(self.enrolment.counts())},
         }
+
+    @property
+    def adapts_to_speakers(self) -> bool:
+        """Whether the model normalises each speaker with its own statistics (the
+        ``speaker_adaptive`` protocol), so that enrolling a speaker changes its answers."""
+        return self.model.card.scaling == "speaker"
 
     def warm_up(self) -> None:
         """Load every extractor's resources now (openSMILE, MiniLM, ...) by predicting a 1 s
@@ -136,26 +148,62 @@ class PredictionService:
 
     def predict(self, utterance: Utterance) -> dict[str, Any]:
         """The answer for one utterance: ``label``, ``probabilities`` (every class),
-        ``modalities`` (each modality's own answer for late fusion and stacking, else empty)
-        and ``input`` (what was read).
+        ``modalities`` (each modality's own answer for late fusion and stacking, else empty),
+        ``input`` (what was read) and, for a model normalised per speaker, ``adaptation``
+        (whose statistics normalised it: the speaker's enrolment or the training average).
 
         Raises:
             RequestProblem: the utterance does not fit the model (see `inputs`).
         """
         from emofusion.inference import predict_arrays
 
-        self._check_fields(utterance)
-        arrays, described = self._extract(utterance)
-        arrays.update(utterance.features)
-        described.update({f"features.{m}": list(a.shape) for m, a in utterance.features.items()})
+        arrays, described = self._arrays(utterance)
+        speaker = check_speaker(utterance.speaker) if utterance.speaker is not None else ""
+        enrolment = self.enrolment.usable(speaker) if speaker and self.adapts_to_speakers else {}
         try:
-            table = predict_arrays(self.model, arrays)
+            table = predict_arrays(self.model, arrays, speaker=speaker, enrolment=enrolment)
         except ConfigError as error:
             raise RequestProblem(f"{error}", 422) from error
         labels = list(self.model.card.label_names)
         fused = table[[f"proba_{name}" for name in labels]].to_numpy()[0]
-        return {**_class_probabilities(labels, fused),
-                "modalities": self._modality_opinions(arrays), "input": described}
+        answer = {**_class_probabilities(labels, fused),
+                  "modalities": self._modality_opinions(arrays, speaker, enrolment),
+                  "input": described}
+        if "adaptation" in table:
+            answer["adaptation"] = {"speaker": speaker, "source": str(table["adaptation"][0]),
+                                    "enrolled_utterances": self.enrolment.count(speaker)}
+        return answer
+
+    def enrol(self, utterance: Utterance) -> dict[str, Any]:
+        """Keep the features of one unlabelled utterance of ``utterance.speaker`` to adapt to
+        that speaker: ``speaker``, ``utterances`` kept, ``min_utterances`` and ``adapts`` (whether
+        predictions for the speaker now use them).
+
+        Raises:
+            RequestProblem: the model is not speaker-adaptive, no speaker is named, or the
+                utterance does not fit the model.
+        """
+        card = self.model.card
+        if not self.adapts_to_speakers:
+            raise RequestProblem(
+                f"enrolment adapts speaker-adaptive models only; this model was trained with "
+                f"scaling '{card.scaling}' (protocol {card.protocol}): train with --protocol "
+                "speaker_adaptive, or just POST /predict", 422)
+        speaker = check_speaker(utterance.speaker)
+        arrays, _ = self._arrays(utterance)
+        count = self.enrolment.add(speaker, arrays)
+        return {"speaker": speaker, "utterances": count,
+                "min_utterances": MIN_ADAPTATION_UTTERANCES,
+                "adapts": count >= MIN_ADAPTATION_UTTERANCES}
+
+    def _arrays(self, utterance: Utterance) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The model's inputs for one utterance (extracted or sent as features) and a short
+        description of what was read."""
+        self._check_fields(utterance)
+        arrays, described = self._extract(utterance)
+        arrays.update(utterance.features)
+        described.update({f"features.{m}": list(a.shape) for m, a in utterance.features.items()})
+        return arrays, described
 
     def _check_fields(self, utterance: Utterance) -> None:
         """Refuse inputs the model does not use, and name what it lacks, before any work."""
@@ -224,7 +272,8 @@ class PredictionService:
             raise RequestProblem(f"the input could not be turned into features: {reasons}",
                                  422) from error
 
-    def _modality_opinions(self, arrays: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def _modality_opinions(self, arrays: dict[str, Any], speaker: str,
+                           enrolment: dict) -> dict[str, dict[str, Any]]:
         """Each modality model's answer, for late fusion and stacking; {} otherwise."""
         from emofusion.inference import model_inputs
 
@@ -235,7 +284,7 @@ class PredictionService:
         fusion, class_codes = part
         frames = {m: [a if m == TRANSCRIPT else np.atleast_2d(np.asarray(a, dtype=np.float32))]
                   for m, a in arrays.items()}
-        X = model_inputs(self.model, frames)
+        X = model_inputs(self.model, frames, np.array([speaker]), enrolment)
         opinions = {}
         for (name, _), fitted, probabilities in zip(fusion.estimators, fusion.estimators_,
                                                     fusion.modality_probabilities(X), strict=True):
