@@ -2,7 +2,10 @@
 
 The base models' out-of-fold probabilities come from speaker-grouped folds of the training data,
 so the meta-learner never sees a probability that a model produced for an utterance it was
-trained on, and never sees the test speakers at all.
+trained on, and never sees the test speakers at all. The same folds choose the meta-learner:
+logistic regression on the stacked probabilities, their plain mean, or one modality alone
+(when the other modalities only add noise), whichever scores best on the training speakers'
+inner folds (ties go to logistic regression, then the mean).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.model_selection import cross_val_score
 from sklearn.utils.validation import check_is_fitted
 
 from emofusion.evaluation.nested import SearchedClassifier
@@ -21,6 +26,28 @@ def make_meta_learner(seed: int = 0, class_weight: str | None = None) -> Logisti
     """The default meta-learner: multinomial logistic regression on the stacked probabilities
     (``class_weight="balanced"`` when the run treats the classes equally)."""
     return LogisticRegression(C=1.0, max_iter=1000, random_state=seed, class_weight=class_weight)
+
+
+def fixed_weights(names: list[str]) -> dict[str, np.ndarray]:
+    """The fixed meta-learners a stacking system also weighs, in tie-breaking order after
+    logistic regression: ``mean`` of all modalities, then each modality alone: name -> (M,)
+    weights of the modalities' probabilities."""
+    one_hot = np.eye(len(names))
+    return {"mean": np.full(len(names), 1.0 / len(names)),
+            **{name: one_hot[k] for k, name in enumerate(names)}}
+
+
+def weighted_probabilities(probabilities: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """(n, K) weighted sum of M (n, K) probability arrays with (M,) weights summing to 1."""
+    return np.tensordot(np.stack(probabilities, axis=1), weights, axes=([1], [0]))
+
+
+def _fixed_score(out_of_fold: list[np.ndarray], weights: np.ndarray, codes: np.ndarray,
+                 folds) -> float:
+    """Mean balanced accuracy over the inner folds' held-out rows of a fixed weighting."""
+    predicted = weighted_probabilities(out_of_fold, weights).argmax(axis=1)
+    return float(np.mean([balanced_accuracy_score(codes[held_out], predicted[held_out])
+                          for _, held_out in folds]))
 
 
 def frozen_clone(estimator):
@@ -136,19 +163,33 @@ class StackingFusionClassifier(ClassifierMixin, BaseEstimator):
     def fit_meta(self, out_of_fold: list[np.ndarray], y, groups=None) -> StackingFusionClassifier:
         """Fit only the meta-learner on the modality models' out-of-fold probabilities (one
         (n, n_classes) array per modality, rows as `y` (n,)); `fuse` then combines the
-        modalities' probabilities of new rows. `groups` (n,) name the speakers of the inner
-        folds in `inner_speakers_`."""
+        modalities' probabilities of new rows. The meta-learner is the best, by balanced
+        accuracy over the speaker-grouped inner folds of these out-of-fold probabilities, of
+        logistic regression (`meta_`) and the `fixed_weights` (`meta_weights_`); the choice is
+        `meta_choice_`, every candidate's score `meta_scores_`; `groups` (n,) name the speakers
+        of the inner folds in `inner_speakers_`."""
         self.classes_, codes = np.unique(y, return_inverse=True)
         folds = inner_folds(codes, groups, self.n_folds, self.random_state)
-        self.meta_ = make_meta_learner(self.random_state, self.class_weight).fit(
-            np.hstack(out_of_fold), codes)
+        stacked = np.hstack(out_of_fold)
+        learner = make_meta_learner(self.random_state, self.class_weight)
+        fixed = fixed_weights([name for name, _ in self.estimators])
+        self.meta_scores_ = {"logreg": float(np.mean(cross_val_score(
+            learner, stacked, codes, cv=folds, scoring="balanced_accuracy", error_score="raise")))}
+        self.meta_scores_.update({name: _fixed_score(out_of_fold, weights, codes, folds)
+                                  for name, weights in fixed.items()})
+        self.meta_choice_ = max(self.meta_scores_, key=self.meta_scores_.get)
+        chose_learner = self.meta_choice_ == "logreg"
+        self.meta_ = learner.fit(stacked, codes) if chose_learner else None
+        self.meta_weights_ = None if chose_learner else fixed[self.meta_choice_]
         self.inner_speakers_ = [] if groups is None else fold_speakers(folds, groups)
         return self
 
     def fuse(self, probabilities: list[np.ndarray]) -> np.ndarray:
         """(n, n_classes) meta-learner probabilities of the modality models' (n, n_classes)
         probabilities (one array per modality, in `estimators` order)."""
-        check_is_fitted(self, "meta_")
+        check_is_fitted(self, "meta_choice_")
+        if self.meta_weights_ is not None:
+            return weighted_probabilities(probabilities, self.meta_weights_)
         return self.meta_.predict_proba(np.hstack(probabilities))
 
     def predict_proba(self, X):

@@ -111,11 +111,12 @@ class SystemPlan:
     def fusion_estimator(self, system: str, columns: list[tuple[int, int]] | None = None):
         """The unfitted late-fusion or stacking estimator over the base modalities, whose
         blocks in `fusion_input` are `columns` (`fusion_columns`). Without `columns`, one
-        without modality models: it only fuses given probabilities (`fuse`; stacking after
-        `fit_meta`)."""
+        without modality models (stacking keeps their names, without estimators): it only fuses
+        given probabilities (`fuse`; stacking after `fit_meta`)."""
         bases = [] if columns is None else [(m, self.base_estimator(m)) for m in self.modalities]
         columns = columns or []
         if system == "stacking":
+            bases = bases or [(m, None) for m in self.modalities]
             balanced = "balanced" if self.imbalance != "none" else None
             return StackingFusionClassifier(bases, columns, self.inner_folds, self.seed, balanced)
         return LateFusionClassifier(bases, columns, rule=LATE_RULES[system])
@@ -235,9 +236,13 @@ def fused_probabilities(plan: SystemPlan, system: str, probabilities: list[np.nd
 
 def search_record(estimator) -> dict[str, Any] | None:
     """What a system's search chose (folds.json): model, parameters, inner score and inner
-    speakers; stacking records the speakers of its out-of-fold splits; None for late fusion."""
+    speakers; stacking records the meta-learner it chose (``model``: ``logreg``, ``mean`` or a
+    modality), every candidate's inner score and the speakers of its out-of-fold splits; None
+    for late fusion."""
     if isinstance(estimator, SearchedClassifier):
         return estimator.search_record()
     if isinstance(estimator, StackingFusionClassifier):
-        return {"inner_speakers": estimator.inner_speakers_}
+        choice = estimator.meta_choice_
+        return {"model": choice, "inner_score": estimator.meta_scores_[choice],
+                "meta_scores": estimator.meta_scores_, "inner_speakers": estimator.inner_speakers_}
     return None
