@@ -5,6 +5,7 @@ extractor, as any upload is), each class with its own pitch and its own words.
 * ``fusion_model``: late_mean over log-mel (audio) and MiniLM (text): each modality's opinion.
 * ``stacking_model``: the same modalities, stacking.
 * ``text_model``: MiniLM only (the MELD case: text in, audio refused).
+* ``adaptive_model``: log-mel only, ``--protocol speaker_adaptive`` (speaker enrolment).
 """
 
 from __future__ import annotations
@@ -87,6 +88,13 @@ def stacking_model(serve_features: Path, tmp_path_factory: pytest.TempPathFactor
 def text_model(serve_features: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _train(serve_features, tmp_path_factory.mktemp("models") / "text.zip",
                   "--modalities", "minilm", "--system", "minilm")
+
+
+@pytest.fixture(scope="session")
+def adaptive_model(serve_features: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(serve_features, tmp_path_factory.mktemp("models") / "adaptive.zip",
+                  "--modalities", "logmel", "--system", "logmel",
+                  "--protocol", "speaker_adaptive")
 
 
 @pytest.fixture(scope="session")

@@ -75,6 +75,7 @@ def test_page_upload_record_and_errors(served: str, browser, tmp_path: Path) -> 
     assert browser.find_element(By.ID, "audio-section").is_displayed()
     assert browser.find_element(By.ID, "text-section").is_displayed()
     assert not browser.find_element(By.ID, "video-section").is_displayed()
+    assert not browser.find_element(By.ID, "speaker-section").is_displayed()  # not adaptive
 
     clip = tmp_path / "angry.wav"
     clip.write_bytes(wav_bytes(voiced("anger", 1.5, rate=44100), rate=44100))
@@ -106,3 +107,30 @@ def test_page_upload_record_and_errors(served: str, browser, tmp_path: Path) -> 
     browser.find_element(By.ID, "audio-file").send_keys(str(not_audio))
     browser.find_element(By.ID, "predict").click()
     wait.until(lambda b: "wav, flac or ogg" in b.find_element(By.ID, "error").text)
+
+
+@pytest.mark.slow
+def test_page_enrols_a_speaker_for_a_speaker_adaptive_model(adaptive_model: Path, browser,
+                                                            tmp_path: Path) -> None:
+    """The speaker field appears for a speaker-adaptive model only; five enrolled utterances
+    make the next prediction for that speaker adapt to it, and the page says so."""
+    with background_server(adaptive_model) as url:
+        browser.get(url + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: "Classes:" in b.find_element(By.ID, "model-summary").text)
+        assert browser.find_element(By.ID, "speaker-section").is_displayed()
+        assert not browser.find_element(By.ID, "text-section").is_displayed()
+        clip = tmp_path / "sad.wav"
+        clip.write_bytes(wav_bytes(voiced("sadness", 1.0, seed=3)))
+        browser.find_element(By.ID, "audio-file").send_keys(str(clip))
+        browser.find_element(By.ID, "enrol").click()
+        wait.until(lambda b: "speaker's name" in b.find_element(By.ID, "error").text)
+        browser.find_element(By.ID, "speaker").send_keys("caller-7")
+        for count in range(1, 6):
+            browser.find_element(By.ID, "enrol").click()
+            wait.until(lambda b, n=count: f"{n} utterance(s)" in
+                       b.find_element(By.ID, "enrol-status").text)
+        assert "adapt to this speaker" in browser.find_element(By.ID, "enrol-status").text
+        assert _predict_and_wait(browser) in LABELS
+        assert browser.find_element(By.ID, "adaptation").text.startswith("Adapted to caller-7")
+        assert browser.find_element(By.ID, "error").text == ""

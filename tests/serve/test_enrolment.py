@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from conftest import LABELS
 
-from emofusion.cli import main
 from emofusion.inference import MIN_ADAPTATION_UTTERANCES, predict_arrays
 from emofusion.serve.enrolment import Enrolment
 from emofusion.serve.inputs import RequestProblem
@@ -23,12 +22,8 @@ OFFSET = 4.0
 
 
 @pytest.fixture(scope="module")
-def adaptive_service(serve_features: Path, tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("models") / "adaptive.zip"
-    assert main(["train", str(serve_features), "--out", str(out), "--jobs", "1", "--model",
-                 "logreg", "--modalities", "logmel", "--system", "logmel",
-                 "--protocol", "speaker_adaptive"]) == 0
-    return PredictionService.from_file(out)
+def adaptive_service(adaptive_model: Path) -> PredictionService:
+    return PredictionService.from_file(adaptive_model)
 
 
 def _logmel(dataset: Path, speaker: str) -> list[np.ndarray]:

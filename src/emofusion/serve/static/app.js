@@ -40,6 +40,7 @@ async function loadModel() {
   $("audio-section").hidden = !model.accepts.includes("audio");
   $("text-section").hidden = !model.accepts.includes("text");
   $("video-section").hidden = !model.accepts.includes("video");
+  $("speaker-section").hidden = !(model.enrolment && model.enrolment.adapts_to_speakers);
   $("predict").disabled = model.accepts.length === 0;
   if (model.accepts.length === 0) {
     showError("This model takes feature arrays only: use POST /predict (see /docs).");
@@ -149,12 +150,19 @@ function showResult(result) {
     $("modalities").append(box);
   }
   $("modalities-section").hidden = opinions.length === 0;
+  const adaptation = result.adaptation;
+  $("adaptation").hidden = !adaptation;
+  if (adaptation) {
+    $("adaptation").textContent = adaptation.source === "enrolment"
+      ? `Adapted to ${adaptation.speaker} (${adaptation.enrolled_utterances} enrolled utterances).`
+      : "Normalised with the training speakers' average " + (adaptation.speaker
+        ? `(${adaptation.speaker} has ${adaptation.enrolled_utterances} enrolled utterances).`
+        : "(no speaker given).");
+  }
   $("result").hidden = false;
 }
 
-async function predict(event) {
-  event.preventDefault();
-  showError("");
+function inputForm() {
   const form = new FormData();
   const model = state.model;
   const audio = state.recorded || $("audio-file").files[0];
@@ -165,22 +173,50 @@ async function predict(event) {
   if (model.accepts.includes("video") && video) form.append("video", video, video.name);
   if ([...form.keys()].length === 0) {
     showError(`Give the model its input: ${model.accepts.join(" and ")}.`);
-    return;
+    return null;
   }
-  $("predict").disabled = true;
+  const speaker = $("speaker").value.trim();
+  if (!$("speaker-section").hidden && speaker) form.append("speaker", speaker);
+  return form;
+}
+
+async function send(path, button, show) {
+  showError("");
+  const form = inputForm();
+  if (form === null) return;
+  button.disabled = true;
   $("busy").hidden = false;
   try {
-    showResult(await api("predict", { method: "POST", body: form }));
+    show(await api(path, { method: "POST", body: form }));
   } catch (error) {
     showError(error.message);
   } finally {
-    $("predict").disabled = false;
+    button.disabled = false;
     $("busy").hidden = true;
   }
 }
 
+function showEnrolment(answer) {
+  $("enrol-status").textContent =
+    `${answer.speaker}: ${answer.utterances} utterance(s) enrolled; ` +
+    (answer.adapts ? "predictions adapt to this speaker"
+                   : `adapts from ${answer.min_utterances}`);
+}
+
+async function predict(event) {
+  event.preventDefault();
+  await send("predict", $("predict"), showResult);
+}
+
 async function start() {
   $("form").addEventListener("submit", predict);
+  $("enrol").addEventListener("click", () => {
+    if (!$("speaker").value.trim()) {
+      showError("Give the speaker's name or id to enrol an utterance.");
+      return;
+    }
+    send("enrol", $("enrol"), showEnrolment);
+  });
   $("record").addEventListener("click", toggleRecording);
   $("audio-file").addEventListener("change", () => {
     state.recorded = null;
