@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from emofusion.errors import ConfigError, DataProblemError
-from emofusion.inference import MIN_ADAPTATION_UTTERANCES
+from emofusion.inference import MIN_ADAPTATION_UTTERANCES, model_inputs, predict_arrays
 from emofusion.models.saved import SavedModel, load_model
 from emofusion.serve.enrolment import Enrolment, check_speaker
 from emofusion.serve.inputs import RequestProblem, Utterance, check_audio, check_text
@@ -155,8 +155,6 @@ class PredictionService:
         Raises:
             RequestProblem: the utterance does not fit the model (see `inputs`).
         """
-        from emofusion.inference import predict_arrays
-
         arrays, described = self._arrays(utterance)
         speaker = check_speaker(utterance.speaker) if utterance.speaker is not None else ""
         enrolment = self.enrolment.usable(speaker) if speaker and self.adapts_to_speakers else {}
@@ -275,8 +273,6 @@ class PredictionService:
     def _modality_opinions(self, arrays: dict[str, Any], speaker: str,
                            enrolment: dict) -> dict[str, dict[str, Any]]:
         """Each modality model's answer, for late fusion and stacking; {} otherwise."""
-        from emofusion.inference import model_inputs
-
         labels = list(self.model.card.label_names)
         part = _late_fusion_part(self.model.estimator, len(labels))
         if part is None:
