@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import skops.io as sio
 from sklearn.dummy import DummyClassifier
 
 from emofusion.config import build_config
 from emofusion.fusion import stacking
 from emofusion.fusion.stacking import StackingFusionClassifier
+from emofusion.models.saved import SAVED_MODEL_TYPES
 from emofusion.runner import run
 
 N_CLASSES = 4
@@ -43,6 +45,10 @@ def test_a_modality_alone_is_chosen_when_it_beats_the_learned_meta_learner(monke
     assert fitted.meta_scores_["logreg"] == pytest.approx(1 / N_CLASSES)
     assert np.array_equal(fitted.fuse(probabilities), probabilities[0])
     assert all(not set(train) & set(held_out) for train, held_out in fitted.inner_speakers_)
+    # a model file holding the fixed rule loads without --trust
+    written = sio.get_untrusted_types(data=sio.dumps(fitted))
+    assert "emofusion.fusion.stacking.FixedWeighting" in written
+    assert set(written) <= SAVED_MODEL_TYPES
 
 
 def test_ties_keep_logistic_regression_and_its_fusion():
@@ -50,7 +56,7 @@ def test_ties_keep_logistic_regression_and_its_fusion():
     fitted = _stacking().fit_meta(probabilities, y, speakers)
     # logistic regression learns the misleading modality's shift as well: a tie at 1.0
     assert fitted.meta_scores_["logreg"] == fitted.meta_scores_["good"] == 1.0
-    assert fitted.meta_choice_ == "logreg" and fitted.meta_weights_ is None
+    assert fitted.meta_choice_ == "logreg"
     expected = fitted.meta_.predict_proba(np.hstack(probabilities))
     assert np.allclose(fitted.fuse(probabilities), expected)
 
@@ -66,3 +72,14 @@ def test_a_run_records_the_meta_learner_chosen_in_each_fold(clean_demo_csv, tmp_
         record = output.searches["stacking"]
         assert set(record["meta_scores"]) == candidates
         assert record["inner_score"] == max(record["meta_scores"].values())
+
+
+def test_fixed_weighting_is_the_weighted_mean_of_the_probability_blocks():
+    y, _, probabilities = _opinions()
+    stacked = np.hstack(probabilities)
+    mean = stacking.FixedWeighting((1.0, 3.0)).fit(stacked, y)
+    np.testing.assert_allclose(mean.predict_proba(stacked),
+                               0.25 * probabilities[0] + 0.75 * probabilities[1])
+    assert np.array_equal(mean.predict(stacked), (y + 1) % N_CLASSES)  # the misleading one wins
+    with pytest.raises(ValueError, match="2 blocks"):
+        stacking.FixedWeighting((1.0, 1.0)).fit(stacked[:, :7], y)

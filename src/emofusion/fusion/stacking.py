@@ -13,9 +13,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import cross_val_score
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emofusion.evaluation.nested import SearchedClassifier
 from emofusion.evaluation.splits import fold_speakers, inner_folds
@@ -28,26 +27,57 @@ def make_meta_learner(seed: int = 0, class_weight: str | None = None) -> Logisti
     return LogisticRegression(C=1.0, max_iter=1000, random_state=seed, class_weight=class_weight)
 
 
-def fixed_weights(names: list[str]) -> dict[str, np.ndarray]:
-    """The fixed meta-learners a stacking system also weighs, in tie-breaking order after
-    logistic regression: ``mean`` of all modalities, then each modality alone: name -> (M,)
-    weights of the modalities' probabilities."""
+class FixedWeighting(ClassifierMixin, BaseEstimator):
+    """A fixed combination rule over stacked probabilities: the weighted mean of the modalities'
+    probability blocks (a soft vote over probabilities already computed). It learns nothing, so
+    it stands beside a learned meta-learner as a candidate; scikit-learn's learning checks do
+    not apply to it.
+
+    Args:
+        weights: (M,) non-negative weights of the M modalities (one-hot keeps one modality).
+
+    Input X: (n, M * K) probabilities, K classes per modality, modalities side by side.
+    """
+
+    def __init__(self, weights: tuple[float, ...] = (1.0,)):
+        self.weights = weights
+
+    def fit(self, X, y):
+        """Check X (n, M * K) and the class codes y (n,) in 0..K-1 (a block's columns are the
+        classes 0..K-1, as stacking's out-of-fold probabilities have them)."""
+        X, y = validate_data(self, X, y)
+        self.weights_ = np.asarray(self.weights, dtype=np.float64) / np.sum(self.weights)
+        n_classes, rest = divmod(X.shape[1], len(self.weights_))
+        if rest or not np.isin(y, np.arange(n_classes)).all():
+            raise ValueError(f"FixedWeighting needs {len(self.weights_)} blocks of class "
+                             f"probabilities and class codes as y; got {X.shape[1]} columns")
+        self.classes_ = np.arange(n_classes)
+        return self
+
+    def predict_proba(self, X):
+        """(n, K) weighted mean of the M probability blocks of X (n, M * K)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return weighted_probabilities(np.split(X, len(self.weights_), axis=1), self.weights_)
+
+    def predict(self, X):
+        """Class code per row (n,)."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def meta_candidates(names: list[str], seed: int, class_weight: str | None) -> dict[str, object]:
+    """The meta-learners a stacking system chooses from, in tie-breaking order: ``logreg``
+    (`make_meta_learner`), ``mean`` of all modalities, then each modality alone
+    (`FixedWeighting`)."""
     one_hot = np.eye(len(names))
-    return {"mean": np.full(len(names), 1.0 / len(names)),
-            **{name: one_hot[k] for k, name in enumerate(names)}}
+    return {"logreg": make_meta_learner(seed, class_weight),
+            "mean": FixedWeighting(tuple(np.ones(len(names)))),
+            **{name: FixedWeighting(tuple(one_hot[k])) for k, name in enumerate(names)}}
 
 
 def weighted_probabilities(probabilities: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     """(n, K) weighted sum of M (n, K) probability arrays with (M,) weights summing to 1."""
     return np.tensordot(np.stack(probabilities, axis=1), weights, axes=([1], [0]))
-
-
-def _fixed_score(out_of_fold: list[np.ndarray], weights: np.ndarray, codes: np.ndarray,
-                 folds) -> float:
-    """Mean balanced accuracy over the inner folds' held-out rows of a fixed weighting."""
-    predicted = weighted_probabilities(out_of_fold, weights).argmax(axis=1)
-    return float(np.mean([balanced_accuracy_score(codes[held_out], predicted[held_out])
-                          for _, held_out in folds]))
 
 
 def frozen_clone(estimator):
@@ -128,15 +158,17 @@ class StackingFusionClassifier(ClassifierMixin, BaseEstimator):
         n_folds: speaker-grouped folds used for the out-of-fold probabilities.
         random_state: seed of the meta-learner and of the fallback stratified folds.
         class_weight: the meta-learner's, None or ``"balanced"``.
+        scoring: scikit-learn scorer that chooses the meta-learner on the inner folds.
     """
 
     def __init__(self, estimators, columns, n_folds: int = 3, random_state: int = 0,
-                 class_weight: str | None = None):
+                 class_weight: str | None = None, scoring: str = "balanced_accuracy"):
         self.estimators = estimators
         self.columns = columns
         self.n_folds = n_folds
         self.random_state = random_state
         self.class_weight = class_weight
+        self.scoring = scoring
 
     def fit(self, X, y, groups=None):
         """Fit on X (n, d_total), y (n,); `groups` (speakers) make the inner folds speaker-free
@@ -163,33 +195,28 @@ class StackingFusionClassifier(ClassifierMixin, BaseEstimator):
     def fit_meta(self, out_of_fold: list[np.ndarray], y, groups=None) -> StackingFusionClassifier:
         """Fit only the meta-learner on the modality models' out-of-fold probabilities (one
         (n, n_classes) array per modality, rows as `y` (n,)); `fuse` then combines the
-        modalities' probabilities of new rows. The meta-learner is the best, by balanced
-        accuracy over the speaker-grouped inner folds of these out-of-fold probabilities, of
-        logistic regression (`meta_`) and the `fixed_weights` (`meta_weights_`); the choice is
-        `meta_choice_`, every candidate's score `meta_scores_`; `groups` (n,) name the speakers
-        of the inner folds in `inner_speakers_`."""
+        modalities' probabilities of new rows. The meta-learner `meta_` is the best of
+        `meta_candidates` by `scoring` over the speaker-grouped inner folds of these
+        out-of-fold probabilities; the choice is `meta_choice_`, every candidate's score
+        `meta_scores_`; `groups` (n,) name the speakers of the inner folds in
+        `inner_speakers_`."""
         self.classes_, codes = np.unique(y, return_inverse=True)
         folds = inner_folds(codes, groups, self.n_folds, self.random_state)
         stacked = np.hstack(out_of_fold)
-        learner = make_meta_learner(self.random_state, self.class_weight)
-        fixed = fixed_weights([name for name, _ in self.estimators])
-        self.meta_scores_ = {"logreg": float(np.mean(cross_val_score(
-            learner, stacked, codes, cv=folds, scoring="balanced_accuracy", error_score="raise")))}
-        self.meta_scores_.update({name: _fixed_score(out_of_fold, weights, codes, folds)
-                                  for name, weights in fixed.items()})
+        candidates = meta_candidates([name for name, _ in self.estimators], self.random_state,
+                                     self.class_weight)
+        self.meta_scores_ = {name: float(np.mean(cross_val_score(
+            candidate, stacked, codes, cv=folds, scoring=self.scoring, error_score="raise")))
+            for name, candidate in candidates.items()}
         self.meta_choice_ = max(self.meta_scores_, key=self.meta_scores_.get)
-        chose_learner = self.meta_choice_ == "logreg"
-        self.meta_ = learner.fit(stacked, codes) if chose_learner else None
-        self.meta_weights_ = None if chose_learner else fixed[self.meta_choice_]
+        self.meta_ = candidates[self.meta_choice_].fit(stacked, codes)
         self.inner_speakers_ = [] if groups is None else fold_speakers(folds, groups)
         return self
 
     def fuse(self, probabilities: list[np.ndarray]) -> np.ndarray:
         """(n, n_classes) meta-learner probabilities of the modality models' (n, n_classes)
         probabilities (one array per modality, in `estimators` order)."""
-        check_is_fitted(self, "meta_choice_")
-        if self.meta_weights_ is not None:
-            return weighted_probabilities(probabilities, self.meta_weights_)
+        check_is_fitted(self, "meta_")
         return self.meta_.predict_proba(np.hstack(probabilities))
 
     def predict_proba(self, X):

@@ -118,7 +118,8 @@ class SystemPlan:
         if system == "stacking":
             bases = bases or [(m, None) for m in self.modalities]
             balanced = "balanced" if self.imbalance != "none" else None
-            return StackingFusionClassifier(bases, columns, self.inner_folds, self.seed, balanced)
+            return StackingFusionClassifier(bases, columns, self.inner_folds, self.seed, balanced,
+                                            self.scoring)
         return LateFusionClassifier(bases, columns, rule=LATE_RULES[system])
 
 

@@ -35,6 +35,7 @@ SAVED_MODEL_TYPES: frozenset[str] = frozenset({
     # emofusion estimators
     "emofusion.evaluation.nested.SearchedClassifier",
     "emofusion.fusion.late.LateFusionClassifier",
+    "emofusion.fusion.stacking.FixedWeighting",
     "emofusion.fusion.stacking.StackingFusionClassifier",
     "emofusion.models.classical.CalibratedSVC",
     "emofusion.models.classical.NearestNeighboursClassifier",
