@@ -139,11 +139,27 @@ MIN_ADAPTATION_UTTERANCES = 5
 is normalised with the training speakers' average instead, and the prediction says so."""
 
 
+def adapts_to_speakers(card: ModelCard) -> bool:
+    """Whether the model normalises each speaker with that speaker's own statistics (scaling
+    ``speaker``: the ``speaker_adaptive`` protocol), so that enrolling a speaker changes its
+    answers."""
+    return card.scaling == "speaker"
+
+
+def require_speaker_adaptive(card: ModelCard, what: str) -> None:
+    """Raise `ConfigError` naming `what` (e.g. "an enrolment file") unless the model adapts to
+    speakers."""
+    if not adapts_to_speakers(card):
+        raise ConfigError(f"{what} adapts speaker-adaptive models only; this model was trained "
+                          f"with scaling '{card.scaling}' (protocol {card.protocol}): train with "
+                          "--protocol speaker_adaptive")
+
+
 def adaptation_sources(card: ModelCard, speakers: np.ndarray | None,
                        enrolled: set[str]) -> dict[str, str]:
     """Per speaker of the input, where its normalisation statistics come from: ``enrolment``,
     ``own utterances`` or ``training average`` (too few utterances, or no speaker given)."""
-    if card.scaling != "speaker" or speakers is None:
+    if not adapts_to_speakers(card) or speakers is None:
         return {}
     names, counts = np.unique(speakers, return_counts=True)
     return {str(s): "enrolment" if s in enrolled else
@@ -224,10 +240,7 @@ def read_enrolment(model: SavedModel, csv_path: Path, features_root: Path | None
                    ) -> dict[str, dict[str, list[np.ndarray]]]:
     """Unlabelled utterances per speaker (a dataset CSV, labels optional) to adapt a
     speaker-adaptive model to those speakers: speaker -> modality -> (T, d) arrays."""
-    if model.card.scaling != "speaker":
-        raise ConfigError("an enrolment file adapts speaker-adaptive models only; this model was "
-                          f"trained with scaling '{model.card.scaling}' "
-                          f"(protocol {model.card.protocol})")
+    require_speaker_adaptive(model.card, "an enrolment file")
     pooled = [m for m in model.card.modalities if m != TRANSCRIPT]
     _, speakers, frames, _ = _read_frames(model, csv_path, features_root, "fail", pooled)
     return {str(s): {m: [f[i] for i in np.flatnonzero(speakers == s)] for m, f in frames.items()}

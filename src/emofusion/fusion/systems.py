@@ -111,12 +111,11 @@ class SystemPlan:
     def fusion_estimator(self, system: str, columns: list[tuple[int, int]] | None = None):
         """The unfitted late-fusion or stacking estimator over the base modalities, whose
         blocks in `fusion_input` are `columns` (`fusion_columns`). Without `columns`, one
-        without modality models (stacking keeps their names, without estimators): it only fuses
-        given probabilities (`fuse`; stacking after `fit_meta`)."""
-        bases = [] if columns is None else [(m, self.base_estimator(m)) for m in self.modalities]
+        whose modality models are None (only their names): it only fuses given probabilities
+        (`fuse`; stacking after `fit_meta`)."""
+        bases = [(m, None if columns is None else self.base_estimator(m)) for m in self.modalities]
         columns = columns or []
         if system == "stacking":
-            bases = bases or [(m, None) for m in self.modalities]
             balanced = "balanced" if self.imbalance != "none" else None
             return StackingFusionClassifier(bases, columns, self.inner_folds, self.seed, balanced,
                                             self.scoring)

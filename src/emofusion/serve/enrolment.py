@@ -51,7 +51,7 @@ class Enrolment:
         self.modalities = list(modalities)
         self.max_speakers = max_speakers
         self.max_utterances = max_utterances
-        self._arrays: dict[str, dict[str, list[np.ndarray]]] = {}
+        self._utterances: dict[str, list[dict[str, np.ndarray]]] = {}
         self._lock = threading.Lock()
 
     def add(self, speaker: str, arrays: dict[str, Any]) -> int:
@@ -63,38 +63,33 @@ class Enrolment:
         frames = {m: np.atleast_2d(np.asarray(arrays[m], dtype=np.float32))
                   for m in self.modalities}
         with self._lock:
-            if speaker not in self._arrays and len(self._arrays) >= self.max_speakers:
+            if speaker not in self._utterances and len(self._utterances) >= self.max_speakers:
                 raise RequestProblem(f"the service already keeps {self.max_speakers} enrolled "
                                      "speakers; delete some with DELETE /speakers/{speaker}", 409)
-            stored = self._arrays.setdefault(speaker, {m: [] for m in self.modalities})
-            for modality, array in frames.items():
-                stored[modality] = [*stored[modality], array][-self.max_utterances:]
-            return len(stored[self.modalities[0]]) if self.modalities else 0
+            kept = [*self._utterances.get(speaker, []), frames][-self.max_utterances:]
+            self._utterances[speaker] = kept
+            return len(kept)
 
     def count(self, speaker: str) -> int:
         """Utterances kept for `speaker` (0 when unknown)."""
         with self._lock:
-            stored = self._arrays.get(speaker)
-            return len(stored[self.modalities[0]]) if stored and self.modalities else 0
+            return len(self._utterances.get(speaker, []))
 
     def counts(self) -> dict[str, int]:
         """Speaker -> utterances kept, for every enrolled speaker."""
         with self._lock:
-            names = list(self._arrays)
-        return {name: self.count(name) for name in names}
+            return {name: len(kept) for name, kept in self._utterances.items()}
 
     def remove(self, speaker: str) -> bool:
         """Forget `speaker`; False when it was not enrolled."""
         with self._lock:
-            return self._arrays.pop(speaker, None) is not None
+            return self._utterances.pop(speaker, None) is not None
 
     def usable(self, speaker: str) -> dict[str, dict[str, list[np.ndarray]]]:
         """``{speaker: modality -> arrays}`` when the speaker has enough utterances to adapt
         to (`MIN_ADAPTATION_UTTERANCES`), else ``{}`` (the training average is used)."""
         with self._lock:
-            stored = self._arrays.get(speaker)
-            if not stored or not self.modalities:
-                return {}
-            if len(stored[self.modalities[0]]) < MIN_ADAPTATION_UTTERANCES:
-                return {}
-            return {speaker: {m: list(arrays) for m, arrays in stored.items()}}
+            kept = list(self._utterances.get(speaker, []))
+        if len(kept) < MIN_ADAPTATION_UTTERANCES:
+            return {}
+        return {speaker: {m: [frames[m] for frames in kept] for m in self.modalities}}

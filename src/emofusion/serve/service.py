@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from emofusion.errors import ConfigError, DataProblemError
-from emofusion.inference import MIN_ADAPTATION_UTTERANCES, model_inputs, predict_arrays
+from emofusion.inference import (
+    MIN_ADAPTATION_UTTERANCES,
+    adapts_to_speakers,
+    model_inputs,
+    predict_arrays,
+    require_speaker_adaptive,
+)
 from emofusion.models.saved import SavedModel, load_model
 from emofusion.serve.enrolment import Enrolment, check_speaker
 from emofusion.serve.inputs import RequestProblem, Utterance, check_audio, check_text
@@ -115,16 +121,10 @@ class PredictionService:
             "protocol": {"system": card.system, "model": card.model, "input": card.input,
                          "scaling": card.scaling, "pooling": card.pooling},
             "training": card.training,
-            "enrolment": {"adapts_to_speakers": self.adapts_to_speakers,
+            "enrolment": {"adapts_to_speakers": adapts_to_speakers(card),
                           "min_utterances": MIN_ADAPTATION_UTTERANCES,
                           "speakers": len(self.enrolment.counts())},
         }
-
-    @property
-    def adapts_to_speakers(self) -> bool:
-        """Whether the model normalises each speaker with its own statistics (the
-        ``speaker_adaptive`` protocol), so that enrolling a speaker changes its answers."""
-        return self.model.card.scaling == "speaker"
 
     def warm_up(self) -> None:
         """Load every extractor's resources now (openSMILE, MiniLM, ...) by predicting a 1 s
@@ -157,7 +157,8 @@ class PredictionService:
         """
         arrays, described = self._arrays(utterance)
         speaker = check_speaker(utterance.speaker) if utterance.speaker is not None else ""
-        enrolment = self.enrolment.usable(speaker) if speaker and self.adapts_to_speakers else {}
+        adapts = speaker and adapts_to_speakers(self.model.card)
+        enrolment = self.enrolment.usable(speaker) if adapts else {}
         try:
             table = predict_arrays(self.model, arrays, speaker=speaker, enrolment=enrolment)
         except ConfigError as error:
@@ -181,12 +182,10 @@ class PredictionService:
             RequestProblem: the model is not speaker-adaptive, no speaker is named, or the
                 utterance does not fit the model.
         """
-        card = self.model.card
-        if not self.adapts_to_speakers:
-            raise RequestProblem(
-                f"enrolment adapts speaker-adaptive models only; this model was trained with "
-                f"scaling '{card.scaling}' (protocol {card.protocol}): train with --protocol "
-                "speaker_adaptive, or just POST /predict", 422)
+        try:
+            require_speaker_adaptive(self.model.card, "enrolment")
+        except ConfigError as error:
+            raise RequestProblem(f"{error}, or just POST /predict", 422) from error
         speaker = check_speaker(utterance.speaker)
         arrays, _ = self._arrays(utterance)
         count = self.enrolment.add(speaker, arrays)
